@@ -1,0 +1,74 @@
+"""habitto_client: one small synchronous client for the Habitto chat protocol.
+
+Shared by the load tester (loadtests/) and the on-call checks (ops/). The names below are
+the stable API; anything else in the package is internal. Protocol: docs/protocol.md.
+
+HTTP (standard library, a timeout on every call, environment proxies ignored)::
+
+    from habitto_client import ChatHTTP
+    api = ChatHTTP("http://127.0.0.1:8001", timeout=5)
+    session = api.login("alice", "secret")      # Session(access, refresh, user_id, username)
+    api.send_message(session, receiver=7, content="hi")   # -> message dict
+    api.thread(session, 7, page_size=50)        # -> {"count","next","previous","results"}
+    api.conversations(session)                  # -> page of conversations
+    api.clear_conversation(session, 7)          # hides the conversation for this user
+    api.register("bob", "pw", first_name="Bob") # POST /api/users/ -> user dict
+    api.refresh(session); api.logout(session); api.me(session); api.mark_thread_read(session, 7)
+    r = api.readyz()                            # Response(status, body, elapsed); never raises on 503
+    api.request(method, path, body=None, token=None, params=None)  # any call -> Response
+
+WebSockets (websocket-client, gevent-patchable; no Origin header, like the app)::
+
+    from habitto_client import ChatSocket, room_url, inbox_url
+    url = room_url("ws://127.0.0.1:8000", session.user_id, 7, session.access)  # ids ordered
+    with ChatSocket.open(url, timeout=5) as room:
+        room.send_message(session.user_id, 7, "hi")       # or room.send_json({...})
+        msg = read_room_frame(room.recv_json(timeout=5))  # RoomMessage(id, sender, ...)
+    inbox = ChatSocket.open(inbox_url(ws_base, session.user_id, session.access))
+    read_inbox_frame(inbox.recv_json(2))                  # InboxFrame(message_id, ...)
+    inbox.wait_closed(2)   # -> close code, e.g. 4401 / 4403; also inbox.close_code afterwards
+
+Errors (all subclasses of ChatError)::
+
+    Timeout          connect, request, handshake or receive exceeded its timeout
+    ConnectError     refused / reset / unknown host
+    HTTPStatusError  unexpected HTTP status (.status, .body); AuthError for 401/403 and bad login
+    HandshakeRejected the upgrade was answered with an HTTP status (.status)
+    SocketClosed     the server closed the socket (.code: 4401, 4403, 4404, 4408, 4429 ...)
+    ServerRejected   an {"error","code"} frame on a room socket (.code, .error)
+    ProtocolError    a frame or body the protocol does not allow
+
+Helpers: jwt_claims(token), jwt_user_id(token) (no verification), room_frame(sender,
+receiver, content), read_room_frame(obj), read_inbox_frame(obj), is_error_frame(obj).
+"""
+
+from .errors import (
+    AuthError,
+    ChatError,
+    ConnectError,
+    HandshakeRejected,
+    HTTPStatusError,
+    ProtocolError,
+    SocketClosed,
+    Timeout,
+)
+from .frames import (
+    InboxFrame,
+    RoomMessage,
+    ServerRejected,
+    is_error_frame,
+    read_inbox_frame,
+    read_room_frame,
+    room_frame,
+)
+from .http import ChatHTTP, Response, Session
+from .sockets import ChatSocket, inbox_url, room_path, room_url
+from .tokens import jwt_claims, jwt_user_id
+
+__all__ = [
+    "AuthError", "ChatError", "ChatHTTP", "ChatSocket", "ConnectError", "HTTPStatusError",
+    "HandshakeRejected", "InboxFrame", "ProtocolError", "Response", "RoomMessage",
+    "ServerRejected", "Session", "SocketClosed", "Timeout", "inbox_url", "is_error_frame",
+    "jwt_claims", "jwt_user_id", "read_inbox_frame", "read_room_frame", "room_frame",
+    "room_path", "room_url",
+]

@@ -1,0 +1,79 @@
+"""The legacy socket frames, built and read in one place.
+
+Room socket, client -> server: {"sender", "receiver", "content"} and nothing else.
+Room socket, server -> client: the stored message object, or {"error", "code"}.
+Inbox socket, server -> client: {"message_id", "sender", "receiver", "content",
+"created_at", "counterpart_id", "counterpart_username", "counterpart_full_name",
+"counterpart_profile_picture"}.
+"""
+
+from typing import NamedTuple
+
+from .errors import ChatError, ProtocolError
+
+
+class ServerRejected(ChatError):
+    """The server answered a room frame with {"error", "code"}: nothing was stored."""
+
+    def __init__(self, code, error):
+        self.code = code
+        self.error = error
+        super().__init__(f"{code}: {error}")
+
+
+class RoomMessage(NamedTuple):
+    id: int
+    sender: int
+    receiver: int
+    content: str
+    created_at: str
+    client_id: str | None = None
+
+
+class InboxFrame(NamedTuple):
+    message_id: int
+    sender: int
+    receiver: int
+    content: str
+    created_at: str
+    counterpart_id: int | None
+    counterpart_username: str | None
+    counterpart_full_name: str | None
+    counterpart_profile_picture: str | None
+
+
+ROOM_KEYS = ("id", "sender", "receiver", "content", "created_at")
+INBOX_KEYS = ("message_id", "sender", "receiver", "content", "created_at")
+
+
+def room_frame(sender, receiver, content):
+    """The one frame a client sends on a room socket."""
+    return {"sender": int(sender), "receiver": int(receiver), "content": content}
+
+
+def is_error_frame(obj):
+    return isinstance(obj, dict) and "error" in obj and "code" in obj and "id" not in obj
+
+
+def read_room_frame(obj):
+    """A server frame from a room socket -> RoomMessage; raises ServerRejected or ProtocolError."""
+    if is_error_frame(obj):
+        raise ServerRejected(obj.get("code"), obj.get("error"))
+    try:
+        return RoomMessage(int(obj["id"]), int(obj["sender"]), int(obj["receiver"]),
+                           obj["content"], obj["created_at"], obj.get("client_id"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"not a room message frame: {obj!r}"[:300]) from exc
+
+
+def read_inbox_frame(obj):
+    """A server frame from an inbox socket -> InboxFrame; raises ProtocolError."""
+    try:
+        return InboxFrame(
+            int(obj["message_id"]), int(obj["sender"]), int(obj["receiver"]),
+            obj["content"], obj["created_at"], obj.get("counterpart_id"),
+            obj.get("counterpart_username"), obj.get("counterpart_full_name"),
+            obj.get("counterpart_profile_picture"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"not an inbox frame: {obj!r}"[:300]) from exc
