@@ -1,0 +1,158 @@
+"""Thin views of the accounts API; every answer goes out in the envelope (ok())."""
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from rest_framework import status
+from rest_framework.filters import SearchFilter
+from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+
+from habitto_chat.api.envelope import ok
+
+from . import serializers, tokens
+from .models import Profile
+from .pagination import StrictPageNumberPagination, query_int
+from .permissions import IsSelf, RegistrationOrAuthenticated
+from .pictures import replace_picture
+
+User = get_user_model()
+
+
+class TokenView(GenericAPIView):
+    """Login and refresh: public, and deaf to any (possibly expired) Authorization header."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    success_message = "OK"
+
+    def post(self, request):
+        serializer = self.get_serializer(data=request.data)
+        try:
+            serializer.is_valid(raise_exception=True)
+        except TokenError as exc:
+            raise InvalidToken(exc.args[0]) from None
+        return ok(serializer.validated_data, self.success_message)
+
+
+class LoginView(TokenView):
+    serializer_class = serializers.LoginSerializer
+    success_message = "Logged in."
+
+
+class RefreshView(TokenView):
+    serializer_class = serializers.RefreshSerializer
+    success_message = "Token refreshed."
+
+
+class LogoutView(GenericAPIView):
+    serializer_class = serializers.LogoutSerializer
+    permission_classes = [IsAuthenticated]
+
+    def post(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        tokens.logout(request.user, request.auth, serializer.validated_data["refresh"])
+        return ok(None, "Logged out.")
+
+
+class UsersView(GenericAPIView):
+    """GET: active users, public fields only. POST: registration (public)."""
+
+    permission_classes = [RegistrationOrAuthenticated]
+    pagination_class = StrictPageNumberPagination
+    filter_backends = [SearchFilter]
+    search_fields = ["username", "first_name", "last_name"]
+
+    def get_queryset(self):
+        return User.objects.filter(is_active=True).order_by("id")
+
+    def get_serializer_class(self):
+        if self.request.method == "POST":
+            return serializers.RegistrationSerializer
+        return serializers.PublicUserSerializer
+
+    def get(self, request):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        data = self.get_serializer(page, many=True).data
+        return ok(self.paginator.get_paginated_response(data).data)
+
+    def post(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = serializer.save()
+        return ok(serializers.MeSerializer(user).data, "Registered.", status.HTTP_201_CREATED)
+
+
+class MeView(GenericAPIView):
+    serializer_class = serializers.MeSerializer
+    permission_classes = [IsSelf]
+
+    def get_object(self):
+        self.check_object_permissions(self.request, self.request.user)
+        return self.request.user
+
+    def get(self, request):
+        return ok(self.get_serializer(self.get_object()).data)
+
+    def patch(self, request):
+        serializer = self.get_serializer(self.get_object(), data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        serializer.save()
+        return ok(serializer.data, "Updated.")
+
+
+class ProfilesView(GenericAPIView):
+    """Profiles of active users, optionally of one user (`?user_id=`)."""
+
+    serializer_class = serializers.ProfileSerializer
+    permission_classes = [IsAuthenticated]
+    pagination_class = StrictPageNumberPagination
+
+    def get_queryset(self):
+        profiles = Profile.objects.filter(user__is_active=True).select_related("user").order_by("id")
+        user_id = query_int(self.request, "user_id")
+        return profiles if user_id is None else profiles.filter(user_id=user_id)
+
+    def get(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        data = self.get_serializer(page, many=True).data
+        return ok(self.paginator.get_paginated_response(data).data)
+
+
+class MyProfileMixin:
+    permission_classes = [IsSelf]
+
+    def get_object(self):
+        # Users created before this app existed get their profile on first use.
+        profile, _ = Profile.objects.select_related("user").get_or_create(user=self.request.user)
+        self.check_object_permissions(self.request, profile)
+        return profile
+
+
+class MyProfileView(MyProfileMixin, GenericAPIView):
+    serializer_class = serializers.MyProfileSerializer
+
+    def get(self, request):
+        return ok(self.get_serializer(self.get_object()).data)
+
+    def patch(self, request):
+        serializer = self.get_serializer(self.get_object(), data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        serializer.save()
+        return ok(serializer.data, "Updated.")
+
+
+class MyPictureView(MyProfileMixin, GenericAPIView):
+    serializer_class = serializers.PictureUploadSerializer
+    parser_classes = [MultiPartParser, FormParser]
+
+    def post(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with transaction.atomic():
+            profile = self.get_object()
+            replace_picture(profile, serializer.validated_data["profile_picture"])
+        data = serializers.MyProfileSerializer(profile, context=self.get_serializer_context()).data
+        return ok(data, "Picture updated.")
