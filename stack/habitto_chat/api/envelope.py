@@ -10,6 +10,8 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from ..errors import ChatError
+
 DEFAULT_MESSAGES = {"GET": "OK", "POST": "Created", "PATCH": "Updated", "PUT": "Updated", "DELETE": "Deleted"}
 
 
@@ -52,6 +54,10 @@ def _first_message(detail):
 
 
 def envelope_exception_handler(exc, context):
+    if isinstance(exc, ChatError):
+        response = Response(envelope(False, exc.message, {"code": exc.code}), status=exc.status)
+        response.enveloped = True
+        return response
     response = exception_handler(exc, context)
     if response is None:
         return None  # an unexpected error: Django's 500 handler answers (still enveloped)

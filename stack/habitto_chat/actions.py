@@ -1,0 +1,233 @@
+"""The chat's write operations: every change a user can make goes through a `do_*` here.
+
+Each one validates, writes inside a transaction and publishes its realtime events only
+after that transaction commits (events.publish_on_commit), so REST, sockets and
+server-side code produce the same events, and nothing is announced that could still
+roll back. `do_send_messages` is the batch form the sockets use for group commit.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+
+from . import wire
+from .conversations import check_counterpart, get_or_create_conversation, participant, validate_content
+from .errors import InvalidInput, NotFound
+from .events import publish_on_commit
+from .models import Message, Participant
+from .users import UserCard, user_cards
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    sender_id: int
+    receiver_id: int
+    conversation_id: int
+    content: str
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message: Message
+    created: bool  # False when a repeated client_id returned the message stored before
+
+
+def do_send_message(sender_id, receiver_id, content, client_id=None):
+    """Validate and store one message (the REST and server-side path)."""
+    content = validate_content(content)
+    client_id = validate_client_id(client_id)
+    check_counterpart(sender_id, receiver_id)
+    conversation = get_or_create_conversation(sender_id, receiver_id)
+    request = SendRequest(sender_id, receiver_id, conversation.id, content, client_id)
+    return do_send_messages([request])[0]
+
+
+def validate_client_id(client_id):
+    if client_id is None:
+        return None
+    if not isinstance(client_id, str) or not 0 < len(client_id) <= 64:
+        raise InvalidInput("client_id must be a string of 1 to 64 characters.", code="invalid_client_id")
+    return client_id
+
+
+def do_send_messages(requests):
+    """Store already validated sends in one transaction (group commit); results keep order."""
+    if not requests:
+        return []
+    cards = user_cards({r.sender_id for r in requests} | {r.receiver_id for r in requests})
+    try:
+        return _store_messages(requests, cards)
+    except IntegrityError:
+        # A concurrent batch stored the same client_id first: the retry finds it.
+        return _store_messages(requests, cards)
+
+
+def _store_messages(requests, cards):
+    now = timezone.now()
+    with transaction.atomic():
+        stored = _messages_by_client_id(requests)
+        results, new_messages = [], []
+        for request in requests:
+            key = (request.sender_id, request.client_id)
+            if request.client_id is not None and key in stored:
+                results.append(SendResult(stored[key], False))
+                continue
+            message = Message(
+                conversation_id=request.conversation_id,
+                sender_id=request.sender_id,
+                receiver_id=request.receiver_id,
+                content=request.content,
+                client_id=request.client_id,
+                created_at=now,
+            )
+            if request.client_id is not None:
+                stored[key] = message
+            new_messages.append(message)
+            results.append(SendResult(message, True))
+        Message.objects.bulk_create(new_messages)
+        _advance_participants(new_messages)
+        publish_on_commit(
+            [
+                wire.message_created_event(
+                    wire.message_dict(m, False),
+                    _card(cards, m.sender_id),
+                    _card(cards, m.receiver_id),
+                )
+                for m in new_messages
+            ]
+        )
+    return results
+
+
+def _card(cards, user_id):
+    return cards.get(user_id) or UserCard(user_id, "", "")
+
+
+def _messages_by_client_id(requests):
+    keyed = [r for r in requests if r.client_id is not None]
+    if not keyed:
+        return {}
+    rows = Message.objects.filter(
+        sender_id__in={r.sender_id for r in keyed}, client_id__in={r.client_id for r in keyed}
+    )
+    return {(m.sender_id, m.client_id): m for m in rows}
+
+
+def _advance_participants(messages):
+    """Newest message and unread counts of both sides, for a whole batch in two queries."""
+    if not messages:
+        return
+    newest = {}
+    unread = defaultdict(int)
+    for m in messages:
+        newest[m.conversation_id] = max(newest.get(m.conversation_id, 0), m.id)
+        unread[(m.conversation_id, m.receiver_id)] += 1
+    sides = list(Participant.objects.filter(conversation_id__in=newest).only("id", "conversation_id", "user_id"))
+    for side in sides:
+        # GREATEST: a batch committing after a newer one must not move the pointer back.
+        side.last_message_id = Greatest(
+            Coalesce(F("last_message_id"), Value(0)), Value(newest[side.conversation_id])
+        )
+        side.unread_count = F("unread_count") + unread[(side.conversation_id, side.user_id)]
+    Participant.objects.bulk_update(sides, ["last_message_id", "unread_count"])
+
+
+def _own_message(user_id, message_id):
+    message = Message.objects.select_for_update().filter(pk=message_id, sender_id=user_id).first()
+    if message is None:
+        raise NotFound("No such message.", code="unknown_message")
+    return message
+
+
+def do_edit_message(user_id, message_id, content):
+    """Only the sender edits; returns the message payload as the REST API shows it."""
+    content = validate_content(content)
+    with transaction.atomic():
+        message = _own_message(user_id, message_id)
+        message.content = content
+        message.edited_at = timezone.now()
+        message.save(update_fields=["content", "edited_at"])
+        receiver_read = (
+            Participant.objects.filter(conversation_id=message.conversation_id, user_id=message.receiver_id)
+            .values_list("last_read_id", flat=True)
+            .first()
+            or 0
+        )
+        payload = wire.message_dict(message, message.id <= receiver_read)
+        publish_on_commit([wire.message_edited_event(payload)])
+    return payload
+
+
+def do_delete_message(user_id, message_id):
+    """Only the sender deletes, for both sides; pointers and unread counts follow."""
+    with transaction.atomic():
+        message = _own_message(user_id, message_id)
+        sides = list(Participant.objects.select_for_update().filter(conversation_id=message.conversation_id))
+        message.delete()
+        previous_id = (
+            Message.objects.filter(conversation_id=message.conversation_id)
+            .order_by("-id")
+            .values_list("id", flat=True)
+            .first()
+        )
+        for side in sides:
+            if side.last_message_id == message_id:
+                side.last_message_id = previous_id
+            unseen = message_id > max(side.last_read_id, side.cleared_before_id)
+            if side.user_id == message.receiver_id and unseen and side.unread_count > 0:
+                side.unread_count -= 1
+        Participant.objects.bulk_update(sides, ["last_message_id", "unread_count"])
+        publish_on_commit([wire.message_deleted_event(message_id, message.sender_id, message.receiver_id)])
+
+
+def do_mark_read(user_id, message_id):
+    """The receiver marks everything up to this message read; the sender's call is a no-op."""
+    message = Message.objects.filter(pk=message_id, receiver_id=user_id).only("id", "sender_id").first()
+    if message is None:
+        if Message.objects.filter(pk=message_id, sender_id=user_id).exists():
+            return  # your own message: nothing of yours to mark
+        raise NotFound("No such message.", code="unknown_message")
+    _advance_read(user_id, message.sender_id, message.id)
+
+
+def do_mark_thread_read(user_id, other_id):
+    check_counterpart(user_id, other_id)
+    side = participant(user_id, other_id)
+    if side is not None and side.last_message_id:
+        _advance_read(user_id, other_id, side.last_message_id)
+
+
+def _advance_read(user_id, other_id, up_to_id):
+    with transaction.atomic():
+        side = Participant.objects.select_for_update().filter(user_id=user_id, other_user_id=other_id).first()
+        if side is None or up_to_id <= side.last_read_id:
+            return
+        side.last_read_id = up_to_id
+        side.unread_count = Message.objects.filter(
+            conversation_id=side.conversation_id,
+            receiver_id=user_id,
+            id__gt=max(up_to_id, side.cleared_before_id),
+        ).count()
+        side.save(update_fields=["last_read_id", "unread_count"])
+        publish_on_commit([wire.thread_read_event(user_id, other_id, up_to_id)])
+
+
+def do_clear_conversation(user_id, other_id):
+    """Hide everything so far from this user only: one UPDATE of their side, O(1) in messages."""
+    check_counterpart(user_id, other_id)
+    with transaction.atomic():
+        side = Participant.objects.select_for_update().filter(user_id=user_id, other_user_id=other_id).first()
+        if side is None or not side.last_message_id:
+            return 0
+        cleared = max(side.cleared_before_id, side.last_message_id)
+        side.cleared_before_id = cleared
+        side.last_read_id = max(side.last_read_id, cleared)
+        side.unread_count = 0
+        side.save(update_fields=["cleared_before_id", "last_read_id", "unread_count"])
+        publish_on_commit([wire.conversation_cleared_event(user_id, other_id, cleared)])
+    return cleared

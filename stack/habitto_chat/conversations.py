@@ -1,0 +1,77 @@
+"""Row-level helpers the actions and queries share: validating input, resolving the
+conversation of a pair of users. Nothing here publishes events."""
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+
+from .conf import chat_setting
+from .errors import InvalidInput, NotFound
+from .models import Conversation, Participant
+
+MAX_ID = 2**63 - 1
+
+
+def parse_id(value, name):
+    """A positive integer id from a query parameter, body field or path; 400 otherwise."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{name} must be a positive integer.", code="invalid_id")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        raise InvalidInput(f"{name} must be a positive integer.", code="invalid_id")
+    if not 0 < number <= MAX_ID:
+        raise InvalidInput(f"{name} must be a positive integer.", code="invalid_id")
+    return number
+
+
+def validate_content(content):
+    if not isinstance(content, str):
+        raise InvalidInput("content must be a string.", code="invalid_content")
+    if not content.strip():
+        raise InvalidInput("content must not be empty.", code="empty_content")
+    limit = chat_setting("MAX_CONTENT_LENGTH")
+    if len(content) > limit:
+        raise InvalidInput(f"content is longer than {limit} characters.", code="content_too_long")
+    if "\x00" in content:
+        raise InvalidInput("content must not contain NUL characters.", code="invalid_content")
+    return content
+
+
+def active_user_ids(user_ids):
+    User = get_user_model()
+    return set(User._default_manager.filter(pk__in=user_ids, is_active=True).values_list("pk", flat=True))
+
+
+def check_counterpart(user_id, other_id):
+    """The other person of a conversation must exist, be active and not be the caller."""
+    if other_id == user_id:
+        raise InvalidInput("You cannot message yourself.", code="self_message")
+    if other_id not in active_user_ids([other_id]):
+        raise NotFound("No such user.", code="unknown_user")
+
+
+def get_or_create_conversation(user_id, other_id):
+    """The one conversation of this pair, created with both participants if missing."""
+    low, high = sorted((user_id, other_id))
+    conversation = Conversation.objects.filter(user_low_id=low, user_high_id=high).first()
+    if conversation is not None:
+        return conversation
+    try:
+        with transaction.atomic():
+            conversation = Conversation.objects.create(user_low_id=low, user_high_id=high)
+            Participant.objects.bulk_create(
+                [
+                    Participant(conversation=conversation, user_id=low, other_user_id=high),
+                    Participant(conversation=conversation, user_id=high, other_user_id=low),
+                ]
+            )
+            return conversation
+    except IntegrityError:  # created concurrently by the other side
+        return Conversation.objects.get(user_low_id=low, user_high_id=high)
+
+
+def participant(user_id, other_id):
+    """The caller's side of the conversation with `other_id`, or None if none exists."""
+    return Participant.objects.filter(user_id=user_id, other_user_id=other_id).first()

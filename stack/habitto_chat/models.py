@@ -1,0 +1,94 @@
+"""Tables of the chat, shaped for the read paths (docs/architecture.md):
+
+- Conversation: one row per pair of users (ids stored low/high), however many messages.
+- Participant: one person's side of a conversation: the newest message, how far they
+  have read, where they cleared it, and their unread count, so the conversation list is
+  an index scan on (user, -last_message_id) and a clear is one UPDATE of one row.
+- Message: ids increase monotonically and every ordering is by id.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+
+class Conversation(models.Model):
+    user_low = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    user_high = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # the unique index also serves lookups by user_low
+            models.UniqueConstraint(fields=["user_low", "user_high"], name="chat_conversation_pair"),
+            models.CheckConstraint(condition=Q(user_low__lt=F("user_high")), name="chat_conversation_ordered"),
+        ]
+
+    def __str__(self):
+        return f"conversation {self.user_low_id}-{self.user_high_id}"
+
+
+class Participant(models.Model):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="participants")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    other_user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # Newest message of the conversation (null until the first one, or after the last is deleted).
+    last_message_id = models.BigIntegerField(null=True)
+    # Messages with id <= last_read_id that this user received are read.
+    last_read_id = models.BigIntegerField(default=0)
+    # Messages with id <= cleared_before_id are hidden from this user (per-user clear).
+    cleared_before_id = models.BigIntegerField(default=0)
+    unread_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "other_user"], name="chat_participant_pair"),
+            models.UniqueConstraint(fields=["conversation", "user"], name="chat_participant_side"),
+        ]
+        indexes = [
+            # the conversation list: a user's conversations, most recent first
+            models.Index(F("user"), F("last_message_id").desc(), name="chat_participant_recent"),
+        ]
+
+    def __str__(self):
+        return f"user {self.user_id} in {self.conversation_id}"
+
+
+class Message(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
+    sender = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    receiver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    content = models.TextField()
+    # Chosen by the client to make a retried send idempotent (unique per sender).
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    edited_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["conversation", "id"], name="chat_message_thread"),
+            models.Index(fields=["sender", "id"], name="chat_message_sent"),
+            models.Index(fields=["receiver", "id"], name="chat_message_received"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sender", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="chat_message_client_id",
+            )
+        ]
+
+    def __str__(self):
+        return f"message {self.id} {self.sender_id}->{self.receiver_id}"

@@ -1,0 +1,123 @@
+"""The chat's read queries: conversation list, thread, a user's messages, unread counts.
+
+Each page costs a fixed number of queries whatever the number of conversations or
+messages (tests/test_chat_queries.py counts them), and every ordering is by id.
+"""
+
+from dataclasses import dataclass
+
+from django.db.models import F, OuterRef, Q, Subquery, Sum
+
+from . import wire
+from .errors import NotFound
+from .models import Message, Participant
+from .users import user_cards
+
+
+@dataclass
+class Page:
+    items: list
+    count: int | None  # None for cursor pages: counting is what cursors avoid
+    has_more: bool
+
+
+def conversation_page(user_id, offset, limit, base_url):
+    """The caller's conversations with a visible message, most recent first (4 queries)."""
+    sides = Participant.objects.filter(
+        user_id=user_id, last_message_id__isnull=False, last_message_id__gt=F("cleared_before_id")
+    )
+    count = sides.count()
+    rows = list(
+        sides.order_by("-last_message_id").values(
+            "conversation_id", "other_user_id", "last_message_id", "last_read_id", "unread_count"
+        )[offset : offset + limit]
+    )
+    if not rows:
+        return Page([], count, False)
+    messages = Message.objects.in_bulk([r["last_message_id"] for r in rows])
+    other_read = dict(
+        Participant.objects.filter(conversation_id__in=[r["conversation_id"] for r in rows])
+        .exclude(user_id=user_id)
+        .values_list("conversation_id", "last_read_id")
+    )
+    cards = user_cards([r["other_user_id"] for r in rows])
+    items = []
+    for row in rows:
+        message, card = messages.get(row["last_message_id"]), cards.get(row["other_user_id"])
+        if message is None or card is None:
+            continue  # deleted concurrently: a null here would break the app's whole list
+        read_up_to = row["last_read_id"] if message.receiver_id == user_id else other_read.get(row["conversation_id"], 0)
+        items.append(
+            wire.conversation_item(
+                card, wire.message_dict(message, message.id <= read_up_to), row["unread_count"], base_url
+            )
+        )
+    return Page(items, count, offset + limit < count)
+
+
+def thread_page(user_id, other_id, *, before_id=None, after_id=None, offset=0, limit=50):
+    """Messages between the caller and `other_id` that the caller has not cleared.
+
+    Newest first, by page (offset) or before a cursor; `after_id` returns the messages
+    after it, oldest first, for catching up after a reconnect. 3-4 queries.
+    """
+    sides = {
+        side.user_id: side
+        for side in Participant.objects.filter(
+            Q(user_id=user_id, other_user_id=other_id) | Q(user_id=other_id, other_user_id=user_id)
+        )
+    }
+    mine = sides.get(user_id)
+    if mine is None:
+        return Page([], 0 if before_id is None and after_id is None else None, False)
+    theirs = sides.get(other_id)
+    visible = Message.objects.filter(conversation_id=mine.conversation_id, id__gt=mine.cleared_before_id)
+    count = None
+    if after_id is not None:
+        rows = list(visible.filter(id__gt=after_id).order_by("id")[: limit + 1])
+    elif before_id is not None:
+        rows = list(visible.filter(id__lt=before_id).order_by("-id")[: limit + 1])
+    else:
+        count = visible.count()
+        rows = list(visible.order_by("-id")[offset : offset + limit + 1])
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    reads = {user_id: mine.last_read_id, other_id: theirs.last_read_id if theirs else 0}
+    return Page([wire.message_dict(m, m.id <= reads[m.receiver_id]) for m in rows], count, has_more)
+
+
+def _with_receiver_read(messages, user_id):
+    """Annotate what the receiver has read and what the caller has cleared (subqueries)."""
+    side = Participant.objects.filter(conversation_id=OuterRef("conversation_id"))
+    return messages.annotate(
+        receiver_read=Subquery(side.filter(user_id=OuterRef("receiver_id")).values("last_read_id")[:1]),
+        caller_cleared=Subquery(side.filter(user_id=user_id).values("cleared_before_id")[:1]),
+    ).filter(id__gt=F("caller_cleared"))
+
+
+def user_messages_page(user_id, *, before_id=None, offset=0, limit=50):
+    """All messages the caller sent or received and has not cleared, newest first."""
+    messages = _with_receiver_read(Message.objects.filter(Q(sender_id=user_id) | Q(receiver_id=user_id)), user_id)
+    count = None
+    if before_id is not None:
+        rows = list(messages.filter(id__lt=before_id).order_by("-id")[: limit + 1])
+    else:
+        count = messages.count()
+        rows = list(messages.order_by("-id")[offset : offset + limit + 1])
+    has_more = len(rows) > limit
+    return Page([wire.message_dict(m, m.id <= (m.receiver_read or 0)) for m in rows[:limit]], count, has_more)
+
+
+def visible_message(user_id, message_id):
+    """One message the caller sent or received and has not cleared; NotFound otherwise."""
+    messages = _with_receiver_read(
+        Message.objects.filter(Q(sender_id=user_id) | Q(receiver_id=user_id), pk=message_id), user_id
+    )
+    message = messages.first()
+    if message is None:
+        raise NotFound("No such message.", code="unknown_message")
+    return wire.message_dict(message, message.id <= (message.receiver_read or 0))
+
+
+def unread_total(user_id):
+    return Participant.objects.filter(user_id=user_id).aggregate(total=Sum("unread_count"))["total"] or 0

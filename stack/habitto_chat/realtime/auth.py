@@ -1,0 +1,83 @@
+"""Socket authentication middleware: finds the access token, verifies it once at the
+handshake and leaves the result in the scope (`user_id`, `token_exp`, `auth_failure`).
+
+The token may come from `?token=` (the shipped app), `Authorization: Bearer`, or the
+subprotocol pair `access_token, <jwt>` (browsers, which cannot set headers). Refusal
+happens in the consumer, after accept, so the client sees close code 4401.
+"""
+
+import asyncio
+from urllib.parse import parse_qs, urlsplit
+
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
+from rest_framework_simplejwt.settings import api_settings
+
+from ..tokens import TokenError, decode_access_token, is_revoked
+from .hub import hub
+
+SUBPROTOCOL = "access_token"
+
+
+def token_from_scope(scope):
+    """(raw token or None, subprotocol to answer with or None)."""
+    subprotocols = scope.get("subprotocols") or []
+    if SUBPROTOCOL in subprotocols:
+        index = subprotocols.index(SUBPROTOCOL)
+        if index + 1 < len(subprotocols):
+            return subprotocols[index + 1], SUBPROTOCOL
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            kind, _, raw = value.decode("latin-1").partition(" ")
+            if kind.lower() == "bearer" and raw.strip():
+                return raw.strip(), None
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    values = query.get("token")
+    return (values[0] if values else None), None
+
+
+@database_sync_to_async
+def authenticate(raw):
+    """(user id, expiry timestamp, None) or (None, None, reason)."""
+    if not raw:
+        return None, None, "missing token"
+    try:
+        token = decode_access_token(raw)
+    except TokenError:
+        return None, None, "invalid or expired token"
+    user_id = token.get(api_settings.USER_ID_CLAIM)
+    if not isinstance(user_id, int) or isinstance(user_id, bool):
+        return None, None, "invalid token"
+    if is_revoked(token):
+        return None, None, "revoked token"
+    User = get_user_model()
+    if not User._default_manager.filter(pk=user_id, is_active=True).exists():
+        return None, None, "inactive or unknown user"
+    return user_id, token["exp"], None
+
+
+def origin_allowed(scope, allowed):
+    """No Origin header (native apps) is allowed; a browser origin must be listed."""
+    origin = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"origin"), None)
+    if origin is None or "*" in allowed:
+        return True
+    seen = urlsplit(origin.lower())
+    for entry in allowed:
+        wanted = urlsplit(entry.lower())
+        if seen.scheme == wanted.scheme and seen.hostname == wanted.hostname:
+            if wanted.port is None or wanted.port == seen.port:
+                return True
+    return False
+
+
+class JWTAuthMiddleware:
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        hub.bind(asyncio.get_running_loop())
+        raw, subprotocol = token_from_scope(scope)
+        user_id, expires_at, failure = await authenticate(raw)
+        scope = dict(scope, user_id=user_id, token_exp=expires_at, auth_failure=failure,
+                     chat_subprotocol=subprotocol)
+        return await self.inner(scope, receive, send)

@@ -1,0 +1,235 @@
+"""The legacy sockets the shipped app opens: room and inbox (docs/protocol.md).
+
+Consumers parse, authorize and call: a room send goes to the group-commit batcher and
+from there through actions.do_send_messages; every frame a socket receives comes from
+the hub after commit. Each socket writes through its own small outbox, so one slow
+client never holds up delivery to the others.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from .. import wire
+from ..actions import SendRequest
+from ..conf import chat_setting
+from ..conversations import active_user_ids, get_or_create_conversation, validate_content
+from ..errors import ChatError
+from .auth import origin_allowed
+from .batcher import batcher
+from .hub import hub
+from .ratelimit import allow_send
+
+logger = logging.getLogger(__name__)
+
+# Close codes (docs/protocol.md).
+UNAUTHENTICATED = 4401
+FORBIDDEN = 4403
+NOT_FOUND = 4404
+SLOW_CONSUMER = 4408
+TOO_MANY_SOCKETS = 4429
+
+
+class Refused(Exception):
+    def __init__(self, code, reason):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class ChatSocket(AsyncWebsocketConsumer):
+    """What room and inbox sockets share: auth, origin, registration, outbox, expiry."""
+
+    # Events come from the hub, not from a channel-layer channel per socket.
+    channel_layer_alias = None
+
+    user_id = None
+    _registered = False
+    _closing = False
+    _writer = None
+    _expiry = None
+
+    async def connect(self):
+        # Accept first: a refusal before accept is a bare HTTP 403, and the client
+        # would never see which close code applies.
+        await self.accept(self.scope.get("chat_subprotocol"))
+        try:
+            if self.scope.get("auth_failure"):
+                raise Refused(UNAUTHENTICATED, self.scope["auth_failure"])
+            if not origin_allowed(self.scope, chat_setting("ALLOWED_ORIGINS")):
+                raise Refused(FORBIDDEN, "origin not allowed")
+            self.user_id = self.scope["user_id"]
+            await self.authorize()
+            if not hub.register(self):
+                raise Refused(TOO_MANY_SOCKETS, "too many sockets for this user")
+        except Refused as refusal:
+            self.user_id = None
+            await self.close(code=refusal.code, reason=refusal.reason)
+            return
+        self._registered = True
+        self._outbox = deque()
+        self._base_url = base_url(self.scope)
+        remaining = self.scope["token_exp"] - time.time()
+        self._expiry = asyncio.get_running_loop().call_later(max(remaining, 0), self._token_expired)
+
+    async def authorize(self):
+        """Raise Refused unless this user may open this socket."""
+
+    async def disconnect(self, code):
+        if self._registered:
+            hub.unregister(self)
+            self._registered = False
+        if self._expiry is not None:
+            self._expiry.cancel()
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if not self._registered or self._closing:
+            return
+        if text_data is None:
+            return self.send_error("binary_frame", "Only text frames are accepted.")
+        if len(text_data) > chat_setting("MAX_FRAME_BYTES"):
+            return self.send_error("frame_too_large", "The frame is too large.")
+        try:
+            payload = json.loads(text_data)
+        except ValueError:
+            return self.send_error("invalid_json", "The frame is not valid JSON.")
+        await self.handle(payload)
+
+    async def handle(self, payload):
+        self.send_error("not_accepted", "This socket does not accept frames.")
+
+    # --- outbound ----------------------------------------------------------------
+
+    def on_event(self, delivery):
+        """Called by the hub, in the event loop, for events naming this socket's user."""
+
+    def push(self, text):
+        if self._closing:
+            return
+        if len(self._outbox) >= chat_setting("OUTBOX_FRAMES"):
+            self._close_soon(SLOW_CONSUMER, "too slow reading frames")
+            return
+        self._outbox.append(text)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self):
+        try:
+            while self._outbox and not self._closing:
+                await self.send(text_data=self._outbox.popleft())
+        except Exception:  # the client went away mid-send; disconnect() follows
+            self._outbox.clear()
+        finally:
+            self._writer = None
+
+    def send_error(self, code, text):
+        self.push(wire.dumps(wire.error_frame(code, text)))
+
+    def _token_expired(self):
+        self._close_soon(UNAUTHENTICATED, "token expired")
+
+    def _close_soon(self, code, reason):
+        if not self._closing:
+            self._closing = True
+            asyncio.get_running_loop().create_task(self.close(code=code, reason=reason))
+
+
+def base_url(scope):
+    """Where this client reached us, for absolute picture URLs."""
+    host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), None)
+    if host is None:
+        server = scope.get("server") or ("localhost", None)
+        host = f"{server[0]}:{server[1]}" if server[1] else server[0]
+    scheme = "https" if scope.get("scheme") == "wss" else "http"
+    return f"{scheme}://{host}"
+
+
+@database_sync_to_async
+def _open_conversation(user_id, other_id):
+    if other_id not in active_user_ids([other_id]):
+        return None
+    return get_or_create_conversation(user_id, other_id).id
+
+
+class RoomConsumer(ChatSocket):
+    """`/ws/chat/<low>-<high>/`: the two participants' live thread."""
+
+    async def authorize(self):
+        kwargs = self.scope["url_route"]["kwargs"]
+        low, high = sorted((int(kwargs["low"]), int(kwargs["high"])))
+        if low == high:
+            raise Refused(NOT_FOUND, "a room needs two different users")
+        if self.user_id not in (low, high):
+            raise Refused(FORBIDDEN, "not a participant of this room")
+        self.pair = [low, high]
+        self.other_id = high if self.user_id == low else low
+        self.conversation_id = await _open_conversation(self.user_id, self.other_id)
+        if self.conversation_id is None:
+            raise Refused(NOT_FOUND, "unknown user")
+
+    async def handle(self, payload):
+        request = self._parse_send(payload)
+        if request is None:
+            return
+        if not allow_send(self.user_id):
+            return self.send_error("rate_limited", "Too many messages; slow down.")
+        try:
+            await batcher().submit(request)
+        except ChatError as error:
+            self.send_error(error.code, error.message)
+        except Exception:
+            logger.exception("storing a message from user %s failed", self.user_id)
+            self.send_error("store_failed", "The message could not be stored; send it again.")
+        # Success needs no reply here: the echo comes from the hub, after commit.
+
+    def _parse_send(self, payload):
+        """A SendRequest from the legacy frame, or None after sending an error frame."""
+        if not isinstance(payload, dict):
+            return self.send_error("invalid_frame", "A frame must be a JSON object.")
+        keys = set(payload)
+        if keys != {"sender", "receiver", "content"}:
+            unknown, missing = keys - {"sender", "receiver", "content"}, {"sender", "receiver", "content"} - keys
+            detail = f"unknown keys {sorted(unknown)}" if unknown else f"missing keys {sorted(missing)}"
+            return self.send_error("invalid_frame", f"Expected sender, receiver and content: {detail}.")
+        sender, receiver = payload["sender"], payload["receiver"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (sender, receiver)):
+            return self.send_error("invalid_frame", "sender and receiver must be integer ids.")
+        if sender != self.user_id:
+            return self.send_error("forged_sender", "sender must be the authenticated user.")
+        if receiver != self.other_id:
+            return self.send_error("wrong_receiver", "receiver must be the other participant of this room.")
+        try:
+            content = validate_content(payload["content"])
+        except ChatError as error:
+            return self.send_error(error.code, error.message)
+        return SendRequest(self.user_id, self.other_id, self.conversation_id, content)
+
+    def on_event(self, delivery):
+        event = delivery.event
+        if event["type"] == "message.created" and event["pair"] == self.pair:
+            self.push(delivery.room_text)
+
+
+class InboxConsumer(ChatSocket):
+    """`/ws/chat/inbox/<id>/` and `/ws/notifications/<id>/`: the owner's conversation feed."""
+
+    async def authorize(self):
+        if int(self.scope["url_route"]["kwargs"]["user_id"]) != self.user_id:
+            raise Refused(FORBIDDEN, "not your inbox")
+
+    def on_event(self, delivery):
+        if delivery.event["type"] == "message.created":
+            self.push(delivery.inbox_text(self.user_id, self._base_url))
+
+
+class UnknownPathConsumer(AsyncWebsocketConsumer):
+    channel_layer_alias = None
+
+    async def connect(self):
+        await self.accept()
+        await self.close(code=NOT_FOUND, reason="no such socket")

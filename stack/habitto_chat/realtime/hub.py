@@ -1,0 +1,197 @@
+"""The hub: one per process, it delivers committed events to the sockets they concern.
+
+- Sockets of this process register here by user id; an event goes straight to the
+  sockets of its `recipients` (no channel-layer round trip for local sockets).
+- Other processes learn events through the channel layer: one group_send per
+  published batch to one fan-out group that every process's hub listens on. With the
+  in-memory layer there are no other processes, so nothing is sent.
+- Frames are serialized once per event (and once per inbox owner), not per socket.
+
+Events come from the actions through events.publish_on_commit, from any thread.
+Cost per published batch and why this layout: docs/realtime.md.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import defaultdict
+
+from asgiref.sync import async_to_sync
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+from .. import wire
+from ..conf import chat_setting
+
+logger = logging.getLogger(__name__)
+
+FANOUT_GROUP = "habitto_chat.fanout"
+
+
+class Delivery:
+    """One event on its way to this process's sockets, with its frames built lazily once."""
+
+    __slots__ = ("event", "_room_text", "_inbox_texts")
+
+    def __init__(self, event):
+        self.event = event
+        self._room_text = None
+        self._inbox_texts = {}
+
+    @property
+    def room_text(self):
+        if self._room_text is None:
+            self._room_text = wire.dumps(wire.room_frame(self.event))
+        return self._room_text
+
+    def inbox_text(self, owner_id, base_url):
+        key = (owner_id, base_url)
+        text = self._inbox_texts.get(key)
+        if text is None:
+            text = self._inbox_texts[key] = wire.dumps(wire.inbox_frame(self.event, owner_id, base_url))
+        return text
+
+
+class Hub:
+    def __init__(self):
+        self.id = uuid.uuid4().hex
+        self._sockets = defaultdict(set)  # user id -> sockets in this process
+        self._loop = None
+        self._layer = None
+        self._listener = None
+        self._channel = None  # this hub's channel on the layer, while subscribed
+        self._pings = {}
+        self._last_remote_warning = 0.0
+        self.remote_failures = 0
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def bind(self, loop):
+        """Attach to the server's event loop (called on every socket handshake; cheap)."""
+        if self._loop is loop:
+            return
+        self._loop = loop
+        self._layer = get_channel_layer()
+        self._listener = None
+        self._channel = None
+        if self.is_distributed:
+            self._listener = loop.create_task(self._listen())
+
+    @property
+    def is_distributed(self):
+        return self._layer is not None and not isinstance(self._layer, InMemoryChannelLayer)
+
+    # --- sockets (event loop thread) ---------------------------------------------------
+
+    def register(self, socket):
+        """Add a socket; False when its user already has the maximum number here."""
+        sockets = self._sockets[socket.user_id]
+        if len(sockets) >= chat_setting("MAX_SOCKETS_PER_USER"):
+            return False
+        sockets.add(socket)
+        return True
+
+    def unregister(self, socket):
+        sockets = self._sockets.get(socket.user_id)
+        if sockets is not None:
+            sockets.discard(socket)
+            if not sockets:
+                del self._sockets[socket.user_id]
+
+    def socket_count(self):
+        return sum(len(s) for s in self._sockets.values())
+
+    # --- publishing (any thread) -------------------------------------------------------
+
+    def publish(self, events):
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and loop.is_running():
+            loop.call_soon_threadsafe(self._publish_in_loop, events)
+        elif self.is_distributed or self._layer is None:
+            # No server loop in this process (a management command, a shell): only
+            # the other processes have sockets, and the layer reaches them.
+            self._layer = self._layer or get_channel_layer()
+            if self.is_distributed:
+                async_to_sync(self._send_remote)(events)
+
+    def _publish_in_loop(self, events):
+        self._deliver(events)
+        if self.is_distributed:
+            self._loop.create_task(self._send_remote(events))
+
+    def _deliver(self, events):
+        delay_ms = chat_setting("DELIVERY_DELAY_MS")
+        if delay_ms:  # test-only slowdown, to prove the load tester sees it
+            self._loop.call_later(delay_ms / 1000, self._deliver_now, events)
+        else:
+            self._deliver_now(events)
+
+    def _deliver_now(self, events):
+        for event in events:
+            delivery = Delivery(event)
+            for user_id in event["recipients"]:
+                for socket in tuple(self._sockets.get(user_id, ())):
+                    socket.on_event(delivery)
+
+    async def _send_remote(self, events):
+        message = {"type": "chat.events", "origin": self.id, "events": events}
+        try:
+            await asyncio.wait_for(
+                self._layer.group_send(FANOUT_GROUP, message), chat_setting("LAYER_TIMEOUT")
+            )
+        except Exception as exc:  # Redis away: stored messages stay stored; clients refetch
+            self.remote_failures += 1
+            now = time.monotonic()
+            if now - self._last_remote_warning > 5:
+                self._last_remote_warning = now
+                logger.warning("cross-process delivery failed (%s); %d failures so far", exc, self.remote_failures)
+
+    # --- the other processes' events -------------------------------------------------
+
+    async def _listen(self):
+        delay = 0.5
+        while True:
+            try:
+                channel = await self._layer.new_channel("hub.")
+                await self._layer.group_add(FANOUT_GROUP, channel)
+                self._channel, delay = channel, 0.5
+                logger.info("listening for other processes' events on %s", FANOUT_GROUP)
+                while True:
+                    self._on_layer_message(await self._layer.receive(channel))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._channel = None
+                logger.warning("channel layer unavailable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    def _on_layer_message(self, message):
+        kind = message.get("type")
+        if kind == "chat.events" and message.get("origin") != self.id:
+            self._deliver(message["events"])
+        elif kind == "chat.ping":
+            future = self._pings.pop(message.get("nonce"), None)
+            if future is not None and not future.done():
+                future.set_result(True)
+
+    async def layer_round_trip(self, timeout):
+        """A message through the channel layer and back (readiness)."""
+        self.bind(asyncio.get_running_loop())
+        if not self.is_distributed:
+            channel = await self._layer.new_channel("ready.")
+            await self._layer.send(channel, {"type": "chat.ping"})
+            await asyncio.wait_for(self._layer.receive(channel), timeout)
+            return
+        if self._channel is None:
+            raise ConnectionError("not subscribed to the channel layer")
+        nonce = uuid.uuid4().hex
+        future = self._pings[nonce] = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self._layer.send(self._channel, {"type": "chat.ping", "nonce": nonce}), timeout)
+            await asyncio.wait_for(future, timeout)
+        finally:
+            self._pings.pop(nonce, None)
+
+
+hub = Hub()

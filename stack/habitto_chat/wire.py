@@ -1,0 +1,149 @@
+"""Every shape the chat puts on the wire, built here and nowhere else.
+
+REST responses, room frames, inbox frames and realtime events all use these
+functions, so a message looks the same wherever it appears (client-contract.md).
+Events are plain JSON-safe dicts with a `type`; they travel through the channel layer
+between processes and are turned into frames by the sockets that receive them.
+"""
+
+import json
+from datetime import timezone
+
+from .users import absolute_picture
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def dumps(payload):
+    """Compact JSON text for a frame."""
+    return _dumps(payload)
+
+
+def iso(moment):
+    """ISO 8601 in UTC with a `Z`: the app treats naive times as local."""
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+# --- messages ------------------------------------------------------------------------
+
+
+def message_dict(message, is_read):
+    """A message object: `sender` and `receiver` are ids, never objects."""
+    return {
+        "id": message.id,
+        "sender": message.sender_id,
+        "receiver": message.receiver_id,
+        "content": message.content,
+        "created_at": iso(message.created_at),
+        "edited_at": iso(message.edited_at),
+        "is_read": is_read,
+        "client_id": message.client_id,
+    }
+
+
+def card_dict(card, base_url):
+    return {
+        "id": card.id,
+        "username": card.username,
+        "full_name": card.full_name,
+        "profile_picture": absolute_picture(card.picture, base_url),
+    }
+
+
+def conversation_item(card, last_message, unread_count, base_url):
+    return {
+        "counterpart": card_dict(card, base_url),
+        "last_message": last_message,
+        "unread_count": unread_count,
+    }
+
+
+# --- realtime events (between processes) ---------------------------------------------
+
+
+def card_event(card):
+    """A user card inside an event: pictures stay relative, each socket makes them absolute."""
+    return {"id": card.id, "username": card.username, "full_name": card.full_name, "picture": card.picture}
+
+
+def message_created_event(message_payload, sender_card, receiver_card):
+    sender, receiver = message_payload["sender"], message_payload["receiver"]
+    return {
+        "type": "message.created",
+        "recipients": [sender, receiver],
+        "pair": sorted((sender, receiver)),
+        "message": message_payload,
+        "cards": {str(sender): card_event(sender_card), str(receiver): card_event(receiver_card)},
+    }
+
+
+def message_edited_event(message_payload):
+    sender, receiver = message_payload["sender"], message_payload["receiver"]
+    return {
+        "type": "message.edited",
+        "recipients": [sender, receiver],
+        "pair": sorted((sender, receiver)),
+        "message": message_payload,
+    }
+
+
+def message_deleted_event(message_id, sender_id, receiver_id):
+    return {
+        "type": "message.deleted",
+        "recipients": [sender_id, receiver_id],
+        "pair": sorted((sender_id, receiver_id)),
+        "message_id": message_id,
+    }
+
+
+def thread_read_event(reader_id, other_id, last_read_id):
+    # The reader's other devices and the other person (read receipts) both learn it.
+    return {
+        "type": "thread.read",
+        "recipients": [reader_id, other_id],
+        "pair": sorted((reader_id, other_id)),
+        "reader": reader_id,
+        "last_read_id": last_read_id,
+    }
+
+
+def conversation_cleared_event(user_id, other_id, cleared_before_id):
+    # Private to the user who cleared: the other person must not learn it.
+    return {
+        "type": "conversation.cleared",
+        "recipients": [user_id],
+        "pair": sorted((user_id, other_id)),
+        "cleared_before_id": cleared_before_id,
+    }
+
+
+# --- frames for the legacy sockets ---------------------------------------------------
+
+
+def room_frame(event):
+    """What a legacy room socket receives: the message object itself."""
+    return event["message"]
+
+
+def inbox_frame(event, owner_id, base_url):
+    """What a legacy inbox socket receives; the counterpart is relative to the owner."""
+    message = event["message"]
+    counterpart_id = message["receiver"] if message["sender"] == owner_id else message["sender"]
+    counterpart = event["cards"][str(counterpart_id)]
+    return {
+        "message_id": message["id"],
+        "sender": message["sender"],
+        "receiver": message["receiver"],
+        "content": message["content"],
+        "created_at": message["created_at"],
+        "counterpart_id": counterpart_id,
+        "counterpart_username": counterpart["username"],
+        "counterpart_full_name": counterpart["full_name"],
+        "counterpart_profile_picture": absolute_picture(counterpart["picture"], base_url),
+    }
+
+
+def error_frame(code, text):
+    return {"error": text, "code": code}
