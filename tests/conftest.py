@@ -1,0 +1,85 @@
+"""Fixtures shared by the whole suite: users with tokens, API clients, real services."""
+
+import itertools
+
+import pytest
+
+from tests.support import services
+
+_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    """Create an active user: make_user("alice", first_name="Alice")."""
+
+    def create(username=None, password="s3cret-Passw0rd!", **fields):
+        username = username or f"user{next(_numbers)}"
+        fields.setdefault("email", f"{username}@example.test")
+        return django_user_model.objects.create_user(username=username, password=password, **fields)
+
+    return create
+
+
+@pytest.fixture
+def token_for():
+    """A valid access token for a user (what /api/login/ would return)."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    return lambda user: str(AccessToken.for_user(user))
+
+
+@pytest.fixture
+def client_for(token_for):
+    """An APIClient authenticated as the given user (None: anonymous)."""
+    from rest_framework.test import APIClient
+
+    def build(user=None):
+        client = APIClient()
+        if user is not None:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(user)}")
+        return client
+
+    return build
+
+
+@pytest.fixture(autouse=True)
+def _fresh_realtime_state():
+    """Rate-limit buckets are per process; tests must not inherit each other's."""
+    from habitto_chat.realtime import ratelimit
+
+    ratelimit.reset()
+    yield
+
+
+@pytest.fixture
+def close_writer():
+    """Close the group-commit writer thread's DB connection after a socket test."""
+    yield
+    from habitto_chat.realtime.batcher import close_writer_connection
+
+    close_writer_connection()
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    url = services.redis_url()
+    ok, why = services.check_redis(url)
+    services.require("redis", ok, why)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url():
+    url = services.postgres_admin_url()
+    ok, why = services.check_postgres(url)
+    services.require("postgres", ok, why)
+    return url
+
+
+@pytest.fixture
+def postgres_database(postgres_admin_url):
+    """A throwaway PostgreSQL database for server processes (dropped afterwards)."""
+    url, drop = services.create_postgres_database(postgres_admin_url)
+    yield url
+    drop()
