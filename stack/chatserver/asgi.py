@@ -10,6 +10,9 @@ django_asgi_app = get_asgi_application()  # sets Django up before the chat app i
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from habitto_chat.realtime.hub import lifespan  # noqa: E402
 from habitto_chat.realtime.routing import websocket_application  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application})
+application = ProtocolTypeRouter(
+    {"http": django_asgi_app, "websocket": websocket_application, "lifespan": lifespan}
+)

@@ -86,7 +86,7 @@ def main(argv=None):
         ws_per_message_deflate=args.per_message_deflate,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
-        lifespan="off",
+        lifespan="on",
         log_config=None,
         access_log=os.environ.get("ACCESS_LOG", "1") != "0",
         proxy_headers=True,

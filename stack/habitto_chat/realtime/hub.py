@@ -60,6 +60,7 @@ class Hub:
         self._layer = None
         self._listener = None
         self._channel = None  # this hub's channel on the layer, while subscribed
+        self._subscribed = None  # asyncio.Event, set while self._channel is listening
         self._pings = {}
         self._last_remote_warning = 0.0
         self.remote_failures = 0
@@ -74,6 +75,7 @@ class Hub:
         self._layer = get_channel_layer()
         self._listener = None
         self._channel = None
+        self._subscribed = asyncio.Event()
         if self.is_distributed:
             self._listener = loop.create_task(self._listen())
 
@@ -155,6 +157,7 @@ class Hub:
                 channel = await self._layer.new_channel("hub.")
                 await self._layer.group_add(FANOUT_GROUP, channel)
                 self._channel, delay = channel, 0.5
+                self._subscribed.set()
                 logger.info("listening for other processes' events on %s", FANOUT_GROUP)
                 while True:
                     self._on_layer_message(await self._layer.receive(channel))
@@ -162,6 +165,7 @@ class Hub:
                 raise
             except Exception as exc:
                 self._channel = None
+                self._subscribed.clear()
                 logger.warning("channel layer unavailable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
@@ -183,8 +187,10 @@ class Hub:
             await self._layer.send(channel, {"type": "chat.ping"})
             await asyncio.wait_for(self._layer.receive(channel), timeout)
             return
-        if self._channel is None:
-            raise ConnectionError("not subscribed to the channel layer")
+        try:
+            await asyncio.wait_for(self._subscribed.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise ConnectionError("not subscribed to the channel layer") from None
         nonce = uuid.uuid4().hex
         future = self._pings[nonce] = asyncio.get_running_loop().create_future()
         try:
@@ -195,3 +201,16 @@ class Hub:
 
 
 hub = Hub()
+
+
+async def lifespan(scope, receive, send):
+    """ASGI lifespan: bind the hub at startup, so this process listens for the other
+    processes' events before its first socket connects."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            hub.bind(asyncio.get_running_loop())
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
