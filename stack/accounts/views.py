@@ -10,10 +10,11 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
 from habitto_chat.api.envelope import ok
+from habitto_chat.conversations import parse_id
 
 from . import serializers, tokens
 from .models import Profile
-from .pagination import StrictPageNumberPagination, query_int
+from .pagination import StrictPageNumberPagination
 from .permissions import IsSelf, RegistrationOrAuthenticated
 from .pictures import replace_picture
 
@@ -26,6 +27,10 @@ class TokenView(GenericAPIView):
     authentication_classes = []
     permission_classes = [AllowAny]
     success_message = "OK"
+
+    def get_authenticate_header(self, request):
+        # Without authenticators DRF would turn "wrong credentials" into a 403.
+        return 'Bearer realm="api"'
 
     def post(self, request):
         serializer = self.get_serializer(data=request.data)
@@ -112,8 +117,8 @@ class ProfilesView(GenericAPIView):
 
     def get_queryset(self):
         profiles = Profile.objects.filter(user__is_active=True).select_related("user").order_by("id")
-        user_id = query_int(self.request, "user_id")
-        return profiles if user_id is None else profiles.filter(user_id=user_id)
+        raw = self.request.query_params.get("user_id", "")
+        return profiles.filter(user_id=parse_id(raw, "user_id")) if raw else profiles
 
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
