@@ -1,0 +1,1 @@
+"""Operations tooling for the Habitto chat stack (the on-call checks live in ops.oncall)."""

@@ -1,0 +1,347 @@
+"""Settings of the on-call checks: defaults < fabric.yml `oncall:` < a YAML file < ONCALL_*.
+
+    oncall:                     # in fabric.yml (committed, no secrets) or the ONCALL_CONFIG file
+      hosts: [local]            # "local" = this machine; anything else is an SSH host
+      ws_port: 8000
+      http_port: 8001
+      redis_url: redis://127.0.0.1:6379/0    # as seen from the checked host; "" = no Redis
+      redis_password: ...                    # secret: ONCALL_REDIS_PASSWORD
+      probe_users: [{username: probe_1, password: ...}, {username: probe_2, password: ...}]
+      probe_warn_ms: 1000
+      timeouts: {connect: 2, http: 3, ws: 3, redis: 2, ssh: 5, docker: 5, probe: 5}
+      compose_project: habitto
+      compose_services: []      # services that must exist; [] = whatever the project runs
+
+Secrets (probe passwords, the Redis password, a password inside the Redis URL) come from
+the file named by ONCALL_CONFIG or from environment variables, never from fabric.yml, and
+are never printed: `redacted()` is what any output shows.
+"""
+
+import json
+import os
+import urllib.parse
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+LOCAL = "local"
+LOCAL_NAMES = {LOCAL, "localhost", "127.0.0.1"}
+
+DEFAULT_TIMEOUTS = {
+    "connect": 2.0,  # TCP connect to a port
+    "http": 3.0,  # one HTTP request (healthz, readyz, login, clear)
+    "ws": 3.0,  # one WebSocket handshake or close
+    "redis": 2.0,  # Redis connect and PING
+    "ssh": 5.0,  # SSH connect and authentication
+    "docker": 5.0,  # one Docker API call
+    "probe": 5.0,  # how long the probe waits for its message to arrive
+}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the checks report UNKNOWN (exit 3) with this text."""
+
+
+@dataclass(frozen=True)
+class ProbeUser:
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class OncallConfig:
+    hosts: tuple = (LOCAL,)
+    ws_port: int = 8000
+    http_port: int = 8001
+    redis_url: str = field(default="", repr=False)
+    redis_password: str = field(default="", repr=False)
+    probe_users: tuple = field(default=(), repr=False)
+    probe_warn_ms: float = 1000.0
+    timeouts: dict = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
+    compose_project: str = "habitto"
+    compose_services: tuple = ()
+    sources: tuple = ()  # where settings came from (for `--json` and error messages)
+
+    def timeout(self, name):
+        return float(self.timeouts[name])
+
+    def with_hosts(self, hosts):
+        return replace(self, hosts=tuple(hosts) or (LOCAL,))
+
+    def redis_target(self):
+        """(host, port, db, username, password) of the Redis URL, password from config first."""
+        if not self.redis_url:
+            return None
+        parts = urllib.parse.urlsplit(self.redis_url)
+        db = parts.path.strip("/") or "0"
+        password = self.redis_password or urllib.parse.unquote(parts.password or "") or None
+        username = urllib.parse.unquote(parts.username) if parts.username else None
+        return parts.hostname or "127.0.0.1", parts.port or 6379, int(db), username, password
+
+    def redacted(self):
+        """Everything, with secrets replaced by '***' (the only form that is ever printed)."""
+        return {
+            "hosts": list(self.hosts),
+            "ws_port": self.ws_port,
+            "http_port": self.http_port,
+            "redis_url": redact_url(self.redis_url),
+            "redis_password": "***" if self.redis_password else "",
+            "probe_users": [{"username": u.username, "password": "***"} for u in self.probe_users],
+            "probe_warn_ms": self.probe_warn_ms,
+            "timeouts": dict(self.timeouts),
+            "compose_project": self.compose_project,
+            "compose_services": list(self.compose_services),
+            "sources": list(self.sources),
+        }
+
+
+def redact_url(url):
+    """The URL with any password replaced by '***'."""
+    if not url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def is_local(host):
+    return host in LOCAL_NAMES
+
+
+# -- loading ------------------------------------------------------------------------------
+
+ENV_SCALARS = {
+    "ONCALL_WS_PORT": "ws_port",
+    "ONCALL_HTTP_PORT": "http_port",
+    "ONCALL_REDIS_URL": "redis_url",
+    "ONCALL_REDIS_PASSWORD": "redis_password",
+    "ONCALL_PROBE_WARN_MS": "probe_warn_ms",
+    "ONCALL_COMPOSE_PROJECT": "compose_project",
+}
+KNOWN_KEYS = {
+    "hosts", "ws_port", "http_port", "redis_url", "redis_password", "probe_users",
+    "probe_accounts_file", "probe_warn_ms", "timeouts", "compose_project", "compose_services",
+}
+
+
+def load(fabric_section=None, env=None, config_file=None):
+    """Build the configuration; raises ConfigError with a message fit for the on-call person.
+
+    fabric_section: the `oncall:` mapping of the Fabric config (fabric.yml), if any.
+    config_file: a YAML file (default: $ONCALL_CONFIG), either keys directly or under `oncall:`.
+    """
+    env = os.environ if env is None else env
+    merged, sources = {}, ["defaults"]
+    if fabric_section:
+        _merge(merged, _plain(fabric_section), "fabric.yml")
+        sources.append("fabric.yml")
+    path = config_file or env.get("ONCALL_CONFIG", "").strip()
+    if path:
+        _merge(merged, _read_yaml(path), path)
+        sources.append(path)
+    env_values = _from_env(env)
+    if env_values:
+        names = env_values.pop("_names")
+        probe_password = env_values.pop("_probe_password", None)
+        _merge(merged, env_values, "environment")
+        if probe_password is not None:
+            merged["_probe_password"] = probe_password
+        sources.append("environment (" + ", ".join(sorted(set(names))) + ")")
+    return _build(merged, tuple(sources))
+
+
+def _plain(value):
+    """Fabric/Invoke DataProxy trees -> plain dicts and lists."""
+    if hasattr(value, "keys") and not isinstance(value, (str, bytes)):
+        return {str(k): _plain(value[k]) for k in value.keys()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _read_yaml(path):
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings")
+    if isinstance(data.get("oncall"), dict):
+        data = data["oncall"]
+    return data
+
+
+def _merge(into, data, origin):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the oncall settings must be a mapping")
+    unknown = sorted(set(data) - KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(f"{origin}: unknown setting(s) {', '.join(unknown)}")
+    for key, value in data.items():
+        if key == "timeouts" and isinstance(value, dict):
+            into.setdefault("timeouts", {}).update(value)
+        else:
+            into[key] = value
+
+
+def _from_env(env):
+    values, names = {}, []
+    for name, key in ENV_SCALARS.items():
+        if env.get(name, "") != "":
+            values[key] = env[name]
+            names.append(name)
+    if env.get("ONCALL_HOSTS", "").strip():
+        values["hosts"] = env["ONCALL_HOSTS"]
+        names.append("ONCALL_HOSTS")
+    if env.get("ONCALL_COMPOSE_SERVICES", "").strip():
+        values["compose_services"] = env["ONCALL_COMPOSE_SERVICES"]
+        names.append("ONCALL_COMPOSE_SERVICES")
+    for key in DEFAULT_TIMEOUTS:
+        name = f"ONCALL_TIMEOUT_{key.upper()}"
+        if env.get(name, "").strip():
+            values.setdefault("timeouts", {})[key] = env[name]
+            names.append(name)
+    if env.get("ONCALL_PROBE_ACCOUNTS_FILE", "").strip():
+        values["probe_accounts_file"] = env["ONCALL_PROBE_ACCOUNTS_FILE"].strip()
+        names.append("ONCALL_PROBE_ACCOUNTS_FILE")
+    users = env.get("ONCALL_PROBE_USERS", "").strip()
+    password = env.get("ONCALL_PROBE_PASSWORD", "")
+    if users:
+        names.append("ONCALL_PROBE_USERS")
+        values["probe_users"] = [{"username": u.strip(), "password": password}
+                                 for u in users.split(",") if u.strip()]
+    elif password:
+        values["_probe_password"] = password
+    if password:
+        names.append("ONCALL_PROBE_PASSWORD")
+    if values:
+        values["_names"] = names
+    return values
+
+
+def _build(data, sources):
+    try:
+        timeouts = dict(DEFAULT_TIMEOUTS)
+        for key, value in (data.get("timeouts") or {}).items():
+            if key not in DEFAULT_TIMEOUTS:
+                raise ConfigError(f"unknown timeout {key!r} (known: {', '.join(DEFAULT_TIMEOUTS)})")
+            timeouts[key] = _positive(value, f"timeouts.{key}")
+        hosts = _hosts(data.get("hosts"))
+        probe_password = data.pop("_probe_password", "")
+        probe_users = _probe_users(data, probe_password)
+        compose_services = data.get("compose_services") or ()
+        if isinstance(compose_services, str):
+            compose_services = [s.strip() for s in compose_services.split(",") if s.strip()]
+        redis_url = str(data.get("redis_url") or "").strip()
+        if redis_url and urllib.parse.urlsplit(redis_url).scheme not in {"redis", "rediss"}:
+            raise ConfigError(f"redis_url must start with redis:// or rediss://, got {redact_url(redis_url)!r}")
+        return OncallConfig(
+            hosts=hosts,
+            ws_port=_port(data.get("ws_port", 8000), "ws_port"),
+            http_port=_port(data.get("http_port", 8001), "http_port"),
+            redis_url=redis_url,
+            redis_password=str(data.get("redis_password") or ""),
+            probe_users=probe_users,
+            probe_warn_ms=_positive(data.get("probe_warn_ms", 1000), "probe_warn_ms"),
+            timeouts=timeouts,
+            compose_project=str(data.get("compose_project") or "habitto"),
+            compose_services=tuple(str(s) for s in compose_services),
+            sources=sources,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"bad on-call configuration (from {', '.join(sources)}): {exc}") from None
+
+
+def parse_hosts(value):
+    """'a,b' or ['a','b'] -> ('a','b'); empty -> ('local',)."""
+    return _hosts(value)
+
+
+def _hosts(value):
+    if value in (None, "", []):
+        return (LOCAL,)
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError("hosts must be a list or a comma-separated string")
+    hosts = tuple(str(h).strip() for h in value if str(h).strip())
+    return hosts or (LOCAL,)
+
+
+def _port(value, name):
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a TCP port number, got {value!r}") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"{name} must be between 1 and 65535, got {port}")
+    return port
+
+
+def _positive(value, name):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {value!r}")
+    return number
+
+
+def _probe_users(data, fallback_password=""):
+    users = data.get("probe_users") or []
+    path = data.get("probe_accounts_file")
+    if path and not users:
+        users = read_accounts_file(path)
+    if not isinstance(users, list):
+        raise ConfigError("probe_users must be a list of {username, password}")
+    result = []
+    for item in users:
+        if isinstance(item, str):
+            item = {"username": item}
+        if not isinstance(item, dict) or not item.get("username"):
+            raise ConfigError("each probe user needs a username")
+        password = str(item.get("password") or fallback_password or "")
+        result.append(ProbeUser(str(item["username"]), password))
+    return tuple(result)
+
+
+def read_accounts_file(path):
+    """Accounts written by `manage.py create_loadtest_users --output FILE`.
+
+    Accepted forms: a JSON list of {username, password}, a JSON object with such a list
+    under "users" or "accounts", or CSV lines `username,password` (a header line is skipped).
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read probe accounts file {path}: {exc.strerror or exc}") from None
+    stripped = text.lstrip()
+    if stripped[:1] in "[{":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"probe accounts file {path} is not valid JSON: {exc}") from None
+        if isinstance(data, dict):
+            data = data.get("users") or data.get("accounts") or []
+        if not isinstance(data, list):
+            raise ConfigError(f"probe accounts file {path}: expected a list of accounts")
+        return [{"username": a.get("username"), "password": a.get("password")}
+                for a in data if isinstance(a, dict)]
+    users = []
+    for line in text.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) < 2 or not fields[0] or fields[0].lower() == "username":
+            continue
+        users.append({"username": fields[0], "password": fields[1]})
+    return users

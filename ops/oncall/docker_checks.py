@@ -1,0 +1,139 @@
+"""Compose services' state and health through the Docker SDK, on this machine or over SSH.
+
+Locally the SDK talks to the engine named by DOCKER_HOST (default: the engine's unix
+socket). On an SSH host it runs `docker system dial-stdio` over the Fabric connection,
+exactly what `docker -H ssh://host` does, so the engine socket is never exposed.
+
+No Docker on the host (no CLI, no engine) or no container of the Compose project: the
+check does not apply (N/A), since the stack may run without Docker.
+"""
+
+import contextlib
+
+from .results import critical, not_applicable, ok, unknown, warning
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+# The engine's version when talking over SSH is asked first; this is the floor we speak.
+MIN_API_VERSION = "1.41"
+
+
+class DockerUnavailable(Exception):
+    """No Docker engine on the host: the Compose check does not apply."""
+
+
+def compose_services(ctx):
+    """compose:<service> per service of the project (or one `compose` line when N/A)."""
+    cfg = ctx.cfg
+    try:
+        client = _client(ctx.target, cfg.timeout("docker"))
+    except DockerUnavailable as exc:
+        return [not_applicable("compose", str(exc))]
+    except Exception as exc:  # the engine answered something unexpected
+        return [unknown("compose", f"Docker engine check failed: {type(exc).__name__}: {exc}")]
+    try:
+        try:
+            containers = client.containers.list(
+                all=True, filters={"label": f"{PROJECT_LABEL}={cfg.compose_project}"}
+            )
+        except Exception as exc:
+            return [unknown("compose", f"cannot list containers: {type(exc).__name__}: {exc}")]
+        by_service = {}
+        for container in containers:
+            service = container.labels.get(SERVICE_LABEL, container.name)
+            by_service.setdefault(service, []).append(container)
+        missing = [s for s in cfg.compose_services if s not in by_service]
+        if not by_service and not missing:
+            return [not_applicable(
+                "compose", f"no container of Compose project {cfg.compose_project!r} here "
+                "(the stack does not run in Docker on this host)")]
+        results = [_service_result(service, items) for service, items in sorted(by_service.items())]
+        results += [
+            critical(f"compose:{s}", f"service {s} of project {cfg.compose_project!r} has no container")
+            for s in missing
+        ]
+        return results
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+
+
+def _service_result(service, containers):
+    states = []
+    worst = "ok"
+    for container in containers:
+        state = container.attrs.get("State", {})
+        status = state.get("Status", container.status)
+        health = (state.get("Health") or {}).get("Status")
+        text = status if not health else f"{status}, {health}"
+        if status == "exited":
+            text += f" (exit code {state.get('ExitCode')})"
+        if status == "restarting" or (status == "running" and health == "starting"):
+            worst = "warning" if worst == "ok" else worst
+        elif status != "running" or health == "unhealthy":
+            worst = "critical"
+        states.append(text)
+    check = f"compose:{service}"
+    summary = "; ".join(states) if len(states) == 1 else f"{len(states)} containers: " + "; ".join(states)
+    if worst == "critical":
+        return critical(check, f"service {service}: {summary}")
+    if worst == "warning":
+        return warning(check, f"service {service}: {summary}")
+    return ok(check, f"service {service}: {summary}")
+
+
+def _client(target, timeout):
+    import docker
+
+    if not target.remote:
+        try:
+            client = docker.from_env(timeout=timeout)
+            client.ping()
+        except docker.errors.DockerException as exc:
+            raise DockerUnavailable(f"no Docker engine on this machine ({_short(exc)})") from None
+        return client
+    return _ssh_client(target, timeout)
+
+
+def _ssh_client(target, timeout):
+    """A DockerClient whose HTTP goes through `docker system dial-stdio` on the SSH host."""
+    import docker
+    from docker.transport.sshconn import SSHHTTPAdapter
+    from invoke.exceptions import CommandTimedOut
+
+    conn = target.connection
+    try:
+        result = conn.run(
+            "docker version --format '{{.Server.APIVersion}}'",
+            hide=True, warn=True, timeout=timeout, in_stream=False,
+        )
+    except CommandTimedOut:
+        raise RuntimeError(f"`docker version` on {target.name} did not finish within {timeout:g} s") from None
+    if result.failed:
+        if result.return_code == 127:
+            raise DockerUnavailable(f"no docker CLI on {target.name}")
+        raise DockerUnavailable(
+            f"no Docker engine answering on {target.name} ({_short(result.stderr or result.stdout)})")
+    version = result.stdout.strip() or MIN_API_VERSION
+
+    class ConnectionAdapter(SSHHTTPAdapter):
+        """docker-py's SSH adapter, reusing the open Fabric connection instead of its own."""
+
+        def _create_paramiko_client(self, base_url):
+            self.ssh_client = conn.client
+            self.ssh_params = {}
+
+        def _connect(self):
+            pass  # already connected by Fabric
+
+    # A unix base URL makes no connection at construction when the version is given.
+    client = docker.DockerClient(base_url="unix:///nonexistent/oncall-docker.sock",
+                                 version=version, timeout=timeout)
+    client.api.mount("http+docker://ssh", ConnectionAdapter("ssh://fabric", timeout=timeout))
+    client.api.base_url = "http+docker://ssh"
+    return client
+
+
+def _short(exc):
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 160 else text[:157] + "..."

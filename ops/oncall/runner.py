@@ -1,0 +1,149 @@
+"""Run one task's checks on every host, hosts in parallel, each within its time budget.
+
+A host that cannot be reached over SSH gives one UNKNOWN line; a check that crashes gives
+an UNKNOWN line naming the error. Nothing here waits without a timeout: each host runs
+in a daemon thread that is abandoned (reported UNKNOWN) if it overruns its budget.
+"""
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from . import checks, docker_checks
+from .results import Result, Status, unknown, worst
+from .targets import TargetUnavailable, make_target
+
+
+def _ports(ctx):
+    return [checks.tcp_port(ctx, "ws"), checks.tcp_port(ctx, "http")]
+
+
+def _http_port(ctx):
+    return [checks.tcp_port(ctx, "http")]
+
+
+def _ws_port(ctx):
+    return [checks.tcp_port(ctx, "ws")]
+
+
+def _one(fn):
+    return lambda ctx: [fn(ctx)]
+
+
+# Each task: what it is for, and its steps in order (each step returns a list of results).
+TASKS = {
+    "health": ("every check of the host except the end-to-end probe", [
+        _ports, _one(checks.liveness), _one(checks.readiness), _one(checks.ws_with_token),
+        _one(checks.ws_without_token), _one(checks.redis_ping), docker_checks.compose_services,
+    ]),
+    "probe": ("a message from one probe user to the other, timed on room and inbox sockets", [
+        _ports, checks.probe,
+    ]),
+    "ports": ("TCP reachability of the WebSocket and HTTP ports", [_ports]),
+    "redis-ping": ("Redis PING -> PONG", [_one(checks.redis_ping)]),
+    "status": ("HTTP liveness and readiness, and the Compose services", [
+        _http_port, _one(checks.liveness), _one(checks.readiness), docker_checks.compose_services,
+    ]),
+}
+
+
+@dataclass
+class HostReport:
+    host: str
+    results: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def status(self):
+        return worst(r.status for r in self.results)
+
+
+@dataclass
+class Run:
+    task: str
+    hosts: list  # of HostReport
+    config_sources: tuple = ()
+    error: str = ""  # a configuration error: nothing ran
+
+    @property
+    def status(self):
+        if self.error:
+            return Status.UNKNOWN
+        return worst(h.status for h in self.hosts)
+
+    @property
+    def results(self):
+        return [r for h in self.hosts for r in h.results]
+
+
+def budget(cfg, task):
+    """Longest a host may take: SSH login plus every timeout its steps could spend, plus slack."""
+    t = cfg.timeouts
+    per_step = {
+        "health": 2 * t["connect"] + 3 * t["http"] + 3 * t["ws"] + t["connect"] + t["redis"] + 2 * t["docker"],
+        "probe": 2 * t["connect"] + 2 * t["http"] + 3 * t["ws"] + t["probe"] + 2 * t["http"],
+        "ports": 2 * t["connect"],
+        "redis-ping": t["connect"] + t["redis"],
+        "status": t["connect"] + 2 * t["http"] + 2 * t["docker"],
+    }[task]
+    return t["ssh"] + per_step + 5.0
+
+
+def check_host(task, name, cfg, fabric_config):
+    """All steps of `task` on one host -> HostReport."""
+    started = time.monotonic()
+    report = HostReport(name)
+    target = make_target(name, fabric_config, cfg)
+    try:
+        target.open()
+    except TargetUnavailable as exc:
+        report.results.append(_on(name, unknown("ssh", str(exc))))
+        report.seconds = time.monotonic() - started
+        return report
+    try:
+        ctx = checks.HostContext(cfg, target)
+        for step in TASKS[task][1]:
+            try:
+                produced = step(ctx)
+            except Exception as exc:  # a bug or an unforeseen failure: say so, keep going
+                name_ = getattr(step, "__name__", "check").strip("_<>") or "check"
+                produced = [unknown(name_, f"check crashed: {type(exc).__name__}: {exc}")]
+            report.results.extend(_on(name, r) for r in produced)
+    finally:
+        target.close()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def run(task, cfg, fabric_config):
+    """Run `task` on every configured host in parallel -> Run."""
+    if task not in TASKS:
+        raise KeyError(task)
+    limit = budget(cfg, task)
+    slots = {}
+    threads = []
+    for name in cfg.hosts:
+        def work(name=name):
+            try:
+                slots[name] = check_host(task, name, cfg, fabric_config)
+            except Exception as exc:  # pragma: no cover - check_host guards its steps
+                slots[name] = HostReport(name, [_on(name, unknown("host", f"{type(exc).__name__}: {exc}"))])
+
+        thread = threading.Thread(target=work, name=f"oncall-{name}", daemon=True)
+        thread.start()
+        threads.append((name, thread))
+    deadline = time.monotonic() + limit
+    for name, thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    hosts = []
+    for name, _ in threads:
+        report = slots.get(name)
+        if report is None:
+            report = HostReport(name, [_on(name, unknown("host", f"checks did not finish within {limit:g} s"))], limit)
+        hosts.append(report)
+    return Run(task, hosts, cfg.sources)
+
+
+def _on(host, result: Result):
+    result.host = host
+    return result

@@ -1,0 +1,228 @@
+"""Where the checks run: this machine, or an SSH host whose ports are reached through tunnels.
+
+A target answers three questions for the checks:
+- `tcp(port, host)`: does a TCP connect to that port succeed (on the target itself)?
+- `address(port, host)`: where to connect locally to reach that port (the port itself on
+  this machine; a Fabric `forward_local` tunnel for an SSH host);
+- `connection`: the Fabric Connection (SSH hosts only), for the Docker check.
+
+Every network step has a timeout: TCP connects and SSH channel opens use the connect
+timeout, the SSH login the ssh timeout.
+"""
+
+import contextlib
+import errno
+import socket
+import time
+
+from .config import LOCAL, is_local
+
+LOOPBACK = "127.0.0.1"
+
+
+class TargetUnavailable(Exception):
+    """The host could not be reached or logged into; its checks are UNKNOWN."""
+
+
+class PortUnreachable(Exception):
+    """A TCP connect to a port failed (refused, timed out, reset)."""
+
+    def __init__(self, text, timed_out=False):
+        super().__init__(text)
+        self.timed_out = timed_out
+
+
+class LocalTarget:
+    """This machine: ports are reached directly on 127.0.0.1."""
+
+    remote = False
+
+    def __init__(self, name=LOCAL):
+        self.name = name
+        self.connection = None
+
+    def open(self):
+        return self
+
+    def close(self):
+        pass
+
+    def tcp(self, port, timeout, host=LOOPBACK):
+        """Connect and disconnect; returns seconds taken, raises PortUnreachable."""
+        started = time.monotonic()
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                pass
+        except (socket.timeout, TimeoutError):
+            raise PortUnreachable(f"no TCP answer within {timeout:g} s", timed_out=True) from None
+        except OSError as exc:
+            raise PortUnreachable(_os_error_text(exc)) from None
+        return time.monotonic() - started
+
+    def address(self, port, host=LOOPBACK):
+        return host, port
+
+    def describe(self, port, host=LOOPBACK):
+        return f"{host}:{port}"
+
+
+class SSHTarget:
+    """An SSH host; `address()` opens (once per port) a forward_local tunnel to it."""
+
+    remote = True
+
+    def __init__(self, name, fabric_config, ssh_timeout, channel_timeout):
+        self.name = name
+        self.fabric_config = fabric_config
+        self.ssh_timeout = ssh_timeout
+        self.channel_timeout = channel_timeout
+        self.connection = None
+        self._tunnels = {}
+        self._stack = contextlib.ExitStack()
+
+    def open(self):
+        from fabric import Connection
+
+        connect_kwargs = dict(_plain(self.fabric_config.get("connect_kwargs") or {}))
+        # `fab --connect-timeout N` lands in connect_kwargs; Connection wants it separately.
+        connect_timeout = float(connect_kwargs.pop("timeout", None) or self.ssh_timeout)
+        # A port that accepts but never speaks SSH must not hold us longer than that either.
+        connect_kwargs.setdefault("banner_timeout", connect_timeout)
+        connect_kwargs.setdefault("auth_timeout", connect_timeout)
+        connect_kwargs.setdefault("channel_timeout", connect_timeout)
+        try:
+            self.connection = Connection(
+                self.name,
+                config=self.fabric_config,
+                connect_timeout=connect_timeout,
+                connect_kwargs=connect_kwargs,
+            )
+            self.connection.open()
+        except Exception as exc:  # paramiko/socket raise many kinds; all mean "cannot log in"
+            self.close()
+            raise TargetUnavailable(_ssh_error_text(self.name, exc, connect_timeout)) from None
+        transport = self.connection.transport
+        transport.set_keepalive(15)
+        # Channel opens (tunnels, exec) time out like TCP connects, not after paramiko's hour.
+        transport.channel_timeout = self.channel_timeout
+        return self
+
+    def close(self):
+        try:
+            self._stack.close()
+        except Exception:  # a tunnel thread's error at teardown must not hide the results
+            pass
+        self._tunnels.clear()
+        if self.connection is not None:
+            with contextlib.suppress(Exception):
+                self.connection.close()
+
+    def tcp(self, port, timeout, host=LOOPBACK):
+        """A direct-tcpip channel: the SSH server itself connects to host:port."""
+        from paramiko import ChannelException, SSHException
+
+        transport = self.connection.transport
+        if transport is None or not transport.is_active():
+            raise PortUnreachable(f"the SSH connection to {self.name} dropped")
+        started = time.monotonic()
+        try:
+            channel = transport.open_channel(
+                "direct-tcpip", (host, port), (LOOPBACK, 0), timeout=timeout
+            )
+        except ChannelException as exc:
+            text = exc.text or "connect failed"
+            if "refused" in text.lower() or text.lower() == "connect failed":
+                text = "connection refused"
+            raise PortUnreachable(text) from None
+        except SSHException as exc:
+            if "timeout" in str(exc).lower():
+                raise PortUnreachable(f"no TCP answer within {timeout:g} s", timed_out=True) from None
+            raise PortUnreachable(f"SSH channel failed: {exc}") from None
+        elapsed = time.monotonic() - started
+        channel.close()
+        return elapsed
+
+    def address(self, port, host=LOOPBACK):
+        """A local port that forwards to host:port as seen from the SSH host."""
+        key = (host, port)
+        if key not in self._tunnels:
+            local_port = _free_port()
+            self._stack.enter_context(
+                self.connection.forward_local(
+                    local_port, remote_port=port, remote_host=host, local_host=LOOPBACK
+                )
+            )
+            _wait_listening(local_port, self.channel_timeout)
+            self._tunnels[key] = local_port
+        return LOOPBACK, self._tunnels[key]
+
+    def describe(self, port, host=LOOPBACK):
+        return f"{host}:{port} on {self.name}"
+
+
+def make_target(name, fabric_config, cfg):
+    if is_local(name):
+        return LocalTarget(name)
+    return SSHTarget(name, fabric_config, cfg.timeout("ssh"), cfg.timeout("connect"))
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _plain(value):
+    if hasattr(value, "keys"):
+        return {k: value[k] for k in value.keys()}
+    return dict(value)
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def _wait_listening(port, timeout):
+    """Fabric's tunnel binds its listener in a thread; wait until the port is taken.
+
+    Checked by trying to bind it ourselves (no connection is made, so nothing is forwarded).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return
+                raise
+        time.sleep(0.005)
+    raise PortUnreachable(f"SSH tunnel to local port {port} did not start within {timeout:g} s")
+
+
+def _os_error_text(exc):
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listening)"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _ssh_error_text(name, exc, timeout):
+    import paramiko
+
+    kind = type(exc).__name__
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        detail = f"no answer within {timeout:g} s"
+    elif isinstance(exc, paramiko.AuthenticationException):
+        detail = f"authentication failed ({exc})"
+    elif isinstance(exc, paramiko.BadHostKeyException):
+        detail = "host key does not match known_hosts (possible impersonation)"
+    elif isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        detail = "connection refused (no SSH server on that port)"
+    elif isinstance(exc, socket.gaierror):
+        detail = f"unknown host name ({exc.strerror})"
+    elif isinstance(exc, paramiko.SSHException) and "banner" in str(exc).lower():
+        detail = f"no SSH banner within {timeout:g} s"
+    else:
+        detail = f"{kind}: {exc}"
+    return f"cannot reach SSH host {name}: {detail}"
