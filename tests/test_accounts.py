@@ -60,7 +60,9 @@ def data_of(response, status):
 
 
 def login(username, password=PASSWORD):
-    return data_of(APIClient().post("/api/login/", {"username": username, "password": password}, format="json"), 200)
+    return data_of(
+        APIClient().post("/api/login/", {"username": username, "password": password}, format="json"), 200
+    )
 
 
 def bearer(access):
@@ -70,7 +72,11 @@ def bearer(access):
 
 
 def png_bytes(size=(8, 8), noise=False):
-    image = Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)) if noise else Image.new("RGB", size, "red")
+    image = (
+        Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3))
+        if noise
+        else Image.new("RGB", size, "red")
+    )
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
@@ -139,7 +145,9 @@ def test_refresh_rotates_and_the_old_refresh_token_stops_working(alice, path, ke
 def test_refresh_bad_inputs(alice):
     client = APIClient()
     pair = login("alice")
-    assert data_of(client.post("/api/refresh/", {}, format="json"), 400) == {"refresh": ["This field is required."]}
+    assert data_of(client.post("/api/refresh/", {}, format="json"), 400) == {
+        "refresh": ["This field is required."]
+    }
     data_of(client.post("/api/refresh/", {"refresh": "garbage"}, format="json"), 401)
     data_of(client.post("/api/refresh/", {"refresh": pair["access"]}, format="json"), 401)  # wrong type
 
@@ -174,7 +182,9 @@ def test_logout_blacklists_the_refresh_token_and_revokes_the_access_token(alice)
 def test_logout_needs_your_own_valid_refresh_token(alice, bob):
     alice_pair, bob_pair = login("alice"), login("bob")
     client = bearer(alice_pair["access"])
-    assert "refresh" in data_of(client.post("/api/logout/", {"refresh": bob_pair["refresh"]}, format="json"), 400)
+    assert "refresh" in data_of(
+        client.post("/api/logout/", {"refresh": bob_pair["refresh"]}, format="json"), 400
+    )
     data_of(client.post("/api/logout/", {"refresh": "garbage"}, format="json"), 400)
     data_of(client.post("/api/logout/", {}, format="json"), 400)
     data_of(APIClient().post("/api/logout/", {"refresh": alice_pair["refresh"]}, format="json"), 401)
@@ -199,8 +209,11 @@ def test_registration_creates_user_and_profile_and_the_user_can_log_in():
     data = data_of(APIClient().post("/api/users/", body, format="json"), 201)
     user = User.objects.get(username="dana")
     assert data == {
-        "id": user.pk, "username": "dana", "email": "dana@example.test",
-        "first_name": "Dana", "last_name": "Doe",
+        "id": user.pk,
+        "username": "dana",
+        "email": "dana@example.test",
+        "first_name": "Dana",
+        "last_name": "Doe",
     }
     assert isinstance(data["id"], int)
     assert user.check_password("long-and-unusual-42") and user.password != "long-and-unusual-42"
@@ -213,7 +226,9 @@ def test_registration_defaults_and_multipart_with_picture(settings):
     data_of(APIClient().post("/api/users/", body, format="multipart"), 201)
     profile = User.objects.get(username="dana").profile
     assert profile.user_type == "tenant"
-    assert profile.profile_picture.name.startswith("profiles/") and profile.profile_picture.name.endswith(".png")
+    assert profile.profile_picture.name.startswith("profiles/") and profile.profile_picture.name.endswith(
+        ".png"
+    )
     assert (settings.MEDIA_ROOT / profile.profile_picture.name).is_file()
 
 
@@ -248,14 +263,18 @@ def test_registration_with_a_non_image_stores_nothing(settings):
     body = dict(REGISTRATION, profile_picture=upload(b"GIF89a but not really", "x.gif", "image/gif"))
     assert "profile_picture" in data_of(APIClient().post("/api/users/", body, format="multipart"), 400)
     assert not User.objects.filter(username="dana").exists()
-    assert not (settings.MEDIA_ROOT / "profiles").exists() or not any((settings.MEDIA_ROOT / "profiles").iterdir())
+    assert not (settings.MEDIA_ROOT / "profiles").exists() or not any(
+        (settings.MEDIA_ROOT / "profiles").iterdir()
+    )
 
 
 def test_registration_is_all_or_nothing():
     # A failure after the user row was written must take the user (and profile) back out.
     with mock.patch("accounts.serializers.replace_picture", side_effect=RuntimeError("disk full")):
         with pytest.raises(RuntimeError):
-            APIClient().post("/api/users/", dict(REGISTRATION, profile_picture=upload(png_bytes())), format="multipart")
+            APIClient().post(
+                "/api/users/", dict(REGISTRATION, profile_picture=upload(png_bytes())), format="multipart"
+            )
     assert not User.objects.filter(username="dana").exists()
     assert not Profile.objects.filter(user__username="dana").exists()
 
@@ -266,11 +285,20 @@ def test_registration_is_all_or_nothing():
 def test_me_shows_and_updates_only_the_callers_own_account(client_for, alice, bob):
     client = client_for(alice)
     assert data_of(client.get("/api/users/me/"), 200) == {
-        "id": alice.pk, "username": "alice", "email": "alice@example.test",
-        "first_name": "Alice", "last_name": "Anderson",
+        "id": alice.pk,
+        "username": "alice",
+        "email": "alice@example.test",
+        "first_name": "Alice",
+        "last_name": "Anderson",
     }
-    changed = data_of(client.patch("/api/users/me/", {"first_name": "Al", "email": "al@example.test"}, format="json"), 200)
-    assert (changed["first_name"], changed["email"], changed["last_name"]) == ("Al", "al@example.test", "Anderson")
+    changed = data_of(
+        client.patch("/api/users/me/", {"first_name": "Al", "email": "al@example.test"}, format="json"), 200
+    )
+    assert (changed["first_name"], changed["email"], changed["last_name"]) == (
+        "Al",
+        "al@example.test",
+        "Anderson",
+    )
     alice.refresh_from_db()
     bob.refresh_from_db()
     assert (alice.first_name, alice.email) == ("Al", "al@example.test")
@@ -304,8 +332,20 @@ def test_users_list_is_public_fields_only_ordered_and_active_only(client_for, al
     assert set(data) == {"count", "next", "previous", "results"}
     assert data["count"] == 3 and data["next"] is None and data["previous"] is None
     assert data["results"] == [
-        {"id": alice.pk, "username": "alice", "first_name": "Alice", "last_name": "Anderson", "full_name": "Alice Anderson"},
-        {"id": bob.pk, "username": "bob", "first_name": "Bob", "last_name": "Brown", "full_name": "Bob Brown"},
+        {
+            "id": alice.pk,
+            "username": "alice",
+            "first_name": "Alice",
+            "last_name": "Anderson",
+            "full_name": "Alice Anderson",
+        },
+        {
+            "id": bob.pk,
+            "username": "bob",
+            "first_name": "Bob",
+            "last_name": "Brown",
+            "full_name": "Bob Brown",
+        },
         {"id": carol.pk, "username": "carol", "first_name": "", "last_name": "", "full_name": "carol"},
     ]
     assert b"@example.test" not in response.content  # no email at all, not even the caller's
@@ -334,8 +374,16 @@ def test_users_pagination(client_for, make_user):
 @pytest.mark.parametrize("path", ["/api/users/", "/api/profiles/"])
 @pytest.mark.parametrize(
     "params",
-    [{"page": "abc"}, {"page": "-1"}, {"page": "0"}, {"page": "1.5"}, {"page_size": "0"}, {"page_size": "101"},
-     {"page_size": "-5"}, {"page_size": "ten"}],
+    [
+        {"page": "abc"},
+        {"page": "-1"},
+        {"page": "0"},
+        {"page": "1.5"},
+        {"page_size": "0"},
+        {"page_size": "101"},
+        {"page_size": "-5"},
+        {"page_size": "ten"},
+    ],
 )
 def test_bad_paging_parameters_are_400(client_for, alice, path, params):
     data = data_of(client_for(alice).get(path, params), 400)
@@ -352,14 +400,21 @@ def test_profiles_of_one_user_match_the_app_contract(client_for, alice, bob):
     assert data["results"] == [
         {
             "id": alice.profile.pk,
-            "user": {"id": alice.pk, "username": "alice", "first_name": "Alice", "last_name": "Anderson",
-                     "full_name": "Alice Anderson"},
+            "user": {
+                "id": alice.pk,
+                "username": "alice",
+                "first_name": "Alice",
+                "last_name": "Anderson",
+                "full_name": "Alice Anderson",
+            },
             "user_type": "owner",
             "profile_picture_url": None,
             "profile_picture": None,
         }
     ]
-    assert b"alice@example.test" not in response.content and b"555" not in response.content  # no email, no phone
+    assert (
+        b"alice@example.test" not in response.content and b"555" not in response.content
+    )  # no email, no phone
 
 
 def test_profiles_list_and_unknown_or_inactive_users(client_for, alice, bob, make_user):
@@ -381,8 +436,14 @@ def test_my_profile_shows_phone_and_updates_type_and_phone(client_for, alice, bo
     client = client_for(alice)
     mine = data_of(client.get("/api/profiles/me/"), 200)
     assert (mine["id"], mine["user"]["id"], mine["phone"], mine["user_type"]) == (
-        alice.profile.pk, alice.pk, "+41 79 555 01 01", "owner")
-    updated = data_of(client.patch("/api/profiles/me/", {"user_type": "agent", "phone": ""}, format="json"), 200)
+        alice.profile.pk,
+        alice.pk,
+        "+41 79 555 01 01",
+        "owner",
+    )
+    updated = data_of(
+        client.patch("/api/profiles/me/", {"user_type": "agent", "phone": ""}, format="json"), 200
+    )
     assert (updated["user_type"], updated["phone"]) == ("agent", "")
     assert Profile.objects.values_list("user_type", "phone").get(user=alice) == ("agent", "")
     assert Profile.objects.values_list("user_type").get(user=bob) == ("tenant",)
@@ -390,8 +451,14 @@ def test_my_profile_shows_phone_and_updates_type_and_phone(client_for, alice, bo
 
 @pytest.mark.parametrize(
     "body, field",
-    [({"user_type": "admin"}, "user_type"), ({"phone": "12"}, "phone"), ({"phone": "x" * 40}, "phone"),
-     ({"user": 2}, "user"), ({"id": 5}, "id"), ({"profile_picture": "/etc/passwd"}, "profile_picture")],
+    [
+        ({"user_type": "admin"}, "user_type"),
+        ({"phone": "12"}, "phone"),
+        ({"phone": "x" * 40}, "phone"),
+        ({"user": 2}, "user"),
+        ({"id": 5}, "id"),
+        ({"profile_picture": "/etc/passwd"}, "profile_picture"),
+    ],
 )
 def test_my_profile_refuses_bad_or_foreign_fields(client_for, alice, body, field):
     before = Profile.objects.values().get(user=alice)
@@ -413,7 +480,12 @@ def test_picture_upload_stores_a_renamed_file_and_replaces_the_old_one(
 ):
     client = client_for(alice)
     with django_capture_on_commit_callbacks(execute=True):
-        first = data_of(client.post("/api/profiles/me/picture/", {"profile_picture": upload(png_bytes(), "../../evil.png")}), 200)
+        first = data_of(
+            client.post(
+                "/api/profiles/me/picture/", {"profile_picture": upload(png_bytes(), "../../evil.png")}
+            ),
+            200,
+        )
     old_name = Profile.objects.get(user=alice).profile_picture.name
     assert old_name.startswith("profiles/") and ".." not in old_name and "evil" not in old_name
     assert first["profile_picture_url"] == f"http://testserver/media/{old_name}" == first["profile_picture"]
@@ -422,7 +494,10 @@ def test_picture_upload_stores_a_renamed_file_and_replaces_the_old_one(
     jpeg = io.BytesIO()
     Image.new("RGB", (4, 4), "blue").save(jpeg, "JPEG")
     with django_capture_on_commit_callbacks(execute=True):
-        data_of(client.post("/api/profiles/me/picture/", {"profile_picture": upload(jpeg.getvalue(), "x.png")}), 200)
+        data_of(
+            client.post("/api/profiles/me/picture/", {"profile_picture": upload(jpeg.getvalue(), "x.png")}),
+            200,
+        )
     new_name = Profile.objects.get(user=alice).profile_picture.name
     assert new_name != old_name and new_name.endswith(".jpg")  # named after what it is
     assert (settings.MEDIA_ROOT / new_name).is_file()
@@ -450,7 +525,12 @@ def test_picture_upload_refuses_non_images(client_for, alice, file):
 def test_picture_upload_refuses_formats_outside_the_list(client_for, alice):
     bmp = io.BytesIO()
     Image.new("RGB", (4, 4)).save(bmp, "BMP")
-    data = data_of(client_for(alice).post("/api/profiles/me/picture/", {"profile_picture": upload(bmp.getvalue(), "a.bmp")}), 400)
+    data = data_of(
+        client_for(alice).post(
+            "/api/profiles/me/picture/", {"profile_picture": upload(bmp.getvalue(), "a.bmp")}
+        ),
+        400,
+    )
     assert data["profile_picture"] == ["The picture must be PNG, JPEG, GIF or WebP."]
 
 
@@ -461,7 +541,9 @@ def test_picture_upload_refuses_oversize_files(client_for, alice, settings):
     response = client_for(alice).post("/api/profiles/me/picture/", {"profile_picture": upload(big)})
     assert data_of(response, 400)["profile_picture"] == ["The picture is larger than 4096 bytes."]
     assert not Profile.objects.get(user=alice).profile_picture
-    data_of(client_for(alice).post("/api/profiles/me/picture/", {"profile_picture": upload(png_bytes())}), 200)
+    data_of(
+        client_for(alice).post("/api/profiles/me/picture/", {"profile_picture": upload(png_bytes())}), 200
+    )
 
 
 def test_picture_upload_needs_a_multipart_file(client_for, alice):
@@ -498,8 +580,12 @@ def test_anonymous_and_bad_tokens_get_401(alice, method, path, credentials):
 def test_others_never_see_email_or_phone_anywhere(client_for, alice, bob):
     """Everything bob can read about alice: no email, no phone."""
     client = client_for(bob)
-    for path, params in [("/api/users/", {}), ("/api/users/", {"search": "alice"}), ("/api/profiles/", {}),
-                         ("/api/profiles/", {"user_id": alice.pk})]:
+    for path, params in [
+        ("/api/users/", {}),
+        ("/api/users/", {"search": "alice"}),
+        ("/api/profiles/", {}),
+        ("/api/profiles/", {"user_id": alice.pk}),
+    ]:
         content = client.get(path, params).content
         assert b'"alice"' in content
         assert b"alice@example.test" not in content and b"555 01 01" not in content
@@ -513,8 +599,11 @@ def test_others_never_see_email_or_phone_anywhere(client_for, alice, bob):
 def test_there_is_no_route_to_write_someone_elses_account_or_profile(client_for, alice, bob, method):
     client = client_for(bob)
     before = (User.objects.values().get(pk=alice.pk), Profile.objects.values().get(user=alice))
-    for path in (f"/api/users/{alice.pk}/", f"/api/profiles/{alice.profile.pk}/",
-                 f"/api/profiles/{alice.pk}/picture/"):
+    for path in (
+        f"/api/users/{alice.pk}/",
+        f"/api/profiles/{alice.profile.pk}/",
+        f"/api/profiles/{alice.pk}/picture/",
+    ):
         response = getattr(client, method)(path, {"first_name": "X", "user_type": "agent"}, format="json")
         assert response.status_code == 404
     # Nor do the collection or /me/ routes accept whole-object writes or deletes.
@@ -564,8 +653,10 @@ def test_create_loadtest_users_prints_json_credentials_that_log_in(capsys):
     credentials = json.loads(out)
     users = {u.username: u for u in User.objects.filter(username__startswith="loadtest")}
     assert [c["username"] for c in credentials] == ["loadtest1", "loadtest2", "loadtest3"]
-    assert credentials == [{"id": users[c["username"]].pk, "username": c["username"], "password": "load-pass-123"}
-                           for c in credentials]
+    assert credentials == [
+        {"id": users[c["username"]].pk, "username": c["username"], "password": "load-pass-123"}
+        for c in credentials
+    ]
     assert Profile.objects.filter(user__in=users.values()).count() == 3
     assert users["loadtest2"].get_full_name() == "Load test 2"
     assert AccessToken(login("loadtest2", "load-pass-123")["access"])["user_id"] == users["loadtest2"].pk
@@ -579,12 +670,29 @@ def test_create_loadtest_users_is_idempotent_and_resets_the_password(tmp_path):
     assert stat.S_IMODE(output.stat().st_mode) == 0o600
     assert [c["username"] for c in first] == ["lt10", "lt11", "lt12", "lt13"]
     assert len({c["password"] for c in first}) == 1 and len(first[0]["password"]) >= 12  # random, shared
-    second = json.loads(run("create_loadtest_users", "--count", "5", "--prefix", "lt", "--start", "10", "--password", "new-pass-456"))
+    second = json.loads(
+        run(
+            "create_loadtest_users",
+            "--count",
+            "5",
+            "--prefix",
+            "lt",
+            "--start",
+            "10",
+            "--password",
+            "new-pass-456",
+        )
+    )
     assert [c["id"] for c in second[:4]] == [c["id"] for c in first]
     assert User.objects.filter(username__startswith="lt").count() == 5
     assert Profile.objects.filter(user__username__startswith="lt").count() == 5
     assert all(u.check_password("new-pass-456") for u in User.objects.filter(username__startswith="lt"))
-    data_of(APIClient().post("/api/login/", {"username": "lt10", "password": first[0]["password"]}, format="json"), 401)
+    data_of(
+        APIClient().post(
+            "/api/login/", {"username": "lt10", "password": first[0]["password"]}, format="json"
+        ),
+        401,
+    )
 
 
 def test_create_loadtest_users_is_bulk():
@@ -594,8 +702,9 @@ def test_create_loadtest_users_is_bulk():
 
     counts = {}
     for count in (10, 300):
-        with mock.patch("accounts.management.commands.create_loadtest_users.make_password",
-                        wraps=make_password) as hashed:
+        with mock.patch(
+            "accounts.management.commands.create_loadtest_users.make_password", wraps=make_password
+        ) as hashed:
             with CaptureQueriesContext(connection) as queries:
                 run("create_loadtest_users", "--count", str(count), "--prefix", f"bulk{count}x")
         assert hashed.call_count == 1
@@ -614,8 +723,15 @@ def test_create_loadtest_users_delete_only_removes_prefix_plus_digits(make_user)
 
 
 @pytest.mark.parametrize(
-    "args", [[], ["--count", "0"], ["--count", "-3"], ["--count", "2", "--prefix", "bad prefix"],
-             ["--count", "2", "--start", "-1"], ["--delete", "--prefix", "a;b"]]
+    "args",
+    [
+        [],
+        ["--count", "0"],
+        ["--count", "-3"],
+        ["--count", "2", "--prefix", "bad prefix"],
+        ["--count", "2", "--start", "-1"],
+        ["--delete", "--prefix", "a;b"],
+    ],
 )
 def test_create_loadtest_users_bad_arguments(args):
     with pytest.raises(CommandError):
@@ -633,7 +749,10 @@ def test_seed_demo_users_prints_the_password_once_and_keeps_it_private(settings)
     assert password in out and str(path) in out
     users = {u.username: u for u in User.objects.all()}
     assert {name: u.get_full_name() for name, u in users.items()} == {
-        "alice": "Alice Anderson", "bob": "Bob Brown", "carol": "Carol Clark"}
+        "alice": "Alice Anderson",
+        "bob": "Bob Brown",
+        "carol": "Carol Clark",
+    }
     assert all(u.check_password(password) and u.profile.user_type == "tenant" for u in users.values())
 
     again = run("seed_demo_users")

@@ -18,9 +18,7 @@ class UserType(models.TextChoices):
 
 
 class Profile(models.Model):
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
-    )
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
     profile_picture = models.ImageField(upload_to="profiles/", blank=True)
     user_type = models.CharField(max_length=16, choices=UserType.choices, default=UserType.TENANT)
     phone = models.CharField(max_length=32, blank=True, validators=[phone_validator])

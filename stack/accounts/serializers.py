@@ -76,7 +76,7 @@ class PublicUserSerializer(serializers.ModelSerializer):
         fields = ["id", "username", "first_name", "last_name", "full_name"]
         read_only_fields = fields
 
-    def get_full_name(self, user):
+    def get_full_name(self, user) -> str:
         return display_name(user.first_name, user.last_name, user.username)
 
 
@@ -102,8 +102,14 @@ class RegistrationSerializer(serializers.ModelSerializer):
     class Meta:
         model = User
         fields = [
-            "username", "email", "password", "first_name", "last_name",
-            "user_type", "phone", "profile_picture",
+            "username",
+            "email",
+            "password",
+            "first_name",
+            "last_name",
+            "user_type",
+            "phone",
+            "profile_picture",
         ]
         extra_kwargs = {"email": {"required": True, "allow_blank": False}}
 
@@ -163,7 +169,7 @@ class ProfileSerializer(serializers.ModelSerializer):
         fields = ["id", "user", "user_type", "profile_picture_url", "profile_picture"]
         read_only_fields = fields
 
-    def get_profile_picture_url(self, profile):
+    def get_profile_picture_url(self, profile) -> str | None:
         path = profile.picture_path()
         request = self.context.get("request")
         return request.build_absolute_uri(path) if path and request else path

@@ -2,6 +2,7 @@
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.filters import SearchFilter
 from rest_framework.generics import GenericAPIView
@@ -19,6 +20,7 @@ from .permissions import IsSelf, RegistrationOrAuthenticated
 from .pictures import replace_picture
 
 User = get_user_model()
+PAGING = [OpenApiParameter("page", int), OpenApiParameter("page_size", int)]
 
 
 class TokenView(GenericAPIView):
@@ -55,6 +57,7 @@ class LogoutView(GenericAPIView):
     serializer_class = serializers.LogoutSerializer
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(responses={200: None})
     def post(self, request):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -78,11 +81,13 @@ class UsersView(GenericAPIView):
             return serializers.RegistrationSerializer
         return serializers.PublicUserSerializer
 
+    @extend_schema(parameters=PAGING)  # `search` comes from SearchFilter
     def get(self, request):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         data = self.get_serializer(page, many=True).data
         return ok(self.paginator.get_paginated_response(data).data)
 
+    @extend_schema(responses={201: serializers.MeSerializer})
     def post(self, request):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -120,6 +125,7 @@ class ProfilesView(GenericAPIView):
         raw = self.request.query_params.get("user_id", "")
         return profiles.filter(user_id=parse_id(raw, "user_id")) if raw else profiles
 
+    @extend_schema(parameters=[OpenApiParameter("user_id", int), *PAGING])
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
         data = self.get_serializer(page, many=True).data
@@ -153,6 +159,7 @@ class MyPictureView(MyProfileMixin, GenericAPIView):
     serializer_class = serializers.PictureUploadSerializer
     parser_classes = [MultiPartParser, FormParser]
 
+    @extend_schema(responses=serializers.MyProfileSerializer)
     def post(self, request):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)

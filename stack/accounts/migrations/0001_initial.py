@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,18 +15,49 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Profile',
+            name="Profile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('profile_picture', models.ImageField(blank=True, upload_to='profiles/')),
-                ('user_type', models.CharField(choices=[('tenant', 'Tenant'), ('owner', 'Owner'), ('agent', 'Agent')], default='tenant', max_length=16)),
-                ('phone', models.CharField(blank=True, max_length=32, validators=[django.core.validators.RegexValidator('^\\+?[0-9][0-9 ().\\-]{4,30}$', 'Enter a phone number: digits, spaces, ( ) . - and an optional leading +.')])),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='profile', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("profile_picture", models.ImageField(blank=True, upload_to="profiles/")),
+                (
+                    "user_type",
+                    models.CharField(
+                        choices=[("tenant", "Tenant"), ("owner", "Owner"), ("agent", "Agent")],
+                        default="tenant",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "phone",
+                    models.CharField(
+                        blank=True,
+                        max_length=32,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^\\+?[0-9][0-9 ().\\-]{4,30}$",
+                                "Enter a phone number: digits, spaces, ( ) . - and an optional leading +.",
+                            )
+                        ],
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="profile",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
     ]

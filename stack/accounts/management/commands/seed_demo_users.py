@@ -41,7 +41,11 @@ class Command(BaseCommand):
         existing = set(User.objects.filter(username__in=names).values_list("username", flat=True))
         missing = [row for row in DEMO_USERS if row[0] not in existing]
         if not missing:
-            where = f"in {path}" if path.exists() else f"not on file ({path} is missing; use manage.py changepassword)"
+            where = (
+                f"in {path}"
+                if path.exists()
+                else f"not on file ({path} is missing; use manage.py changepassword)"
+            )
             self.stdout.write(f"Demo users {', '.join(names)} already exist; their password is {where}.")
             return
 
