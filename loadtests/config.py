@@ -1,0 +1,92 @@
+"""Scenarios from loadtests/scenarios.toml: defaults merged with one named scenario."""
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCENARIOS_FILE = Path(__file__).with_name("scenarios.toml")
+
+THRESHOLD_KEYS = {
+    "p95_complete_ms", "p99_complete_ms", "max_error_rate", "max_lost", "max_duplicated",
+    "max_out_of_order", "min_completed",
+}
+
+
+@dataclass
+class Scenario:
+    name: str
+    users: int
+    spawn_rate: float
+    rate_per_user: float
+    message_bytes: int
+    duration: float
+    drain: float
+    workers: int
+    connect_timeout: float
+    receive_timeout: float
+    sync_start: float = 0.0
+    thresholds: dict = field(default_factory=dict)
+    server_env: dict = field(default_factory=dict)
+
+    @property
+    def offered_rate(self):
+        """Messages per second the whole run offers."""
+        return self.users * 2 * self.rate_per_user
+
+    @property
+    def run_time(self):
+        """Locust --run-time: ramp-up, sending, drain, and two stats report intervals."""
+        ramp = self.users / self.spawn_rate if self.spawn_rate else 0
+        setup = max(ramp + self.connect_timeout, self.sync_start)
+        return int(setup + self.duration + self.drain + 8) + 1
+
+
+def _coerce(key, value, like):
+    if isinstance(like, bool) or like is None:
+        return value
+    try:
+        return type(like)(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"scenario key {key}: {value!r} is not a {type(like).__name__}") from None
+
+
+def load(name="default", path=SCENARIOS_FILE, overrides=None):
+    """The named scenario; `overrides` ({"users": "4", "thresholds.max_lost": "0"}) win."""
+    with open(path, "rb") as handle:
+        doc = tomllib.load(handle)
+    defaults = dict(doc.get("defaults", {}))
+    scenarios = doc.get("scenario", {})
+    if name not in scenarios and name != "defaults":
+        raise KeyError(f"no scenario {name!r} in {path} (have: {', '.join(sorted(scenarios))})")
+    chosen = dict(scenarios.get(name, {}))
+    thresholds = {**defaults.pop("thresholds", {}), **chosen.pop("thresholds", {})}
+    server_env = {**defaults.pop("server_env", {}), **chosen.pop("server_env", {})}
+    values = {**defaults, **chosen}
+    for key, raw in (overrides or {}).items():
+        if key.startswith("thresholds."):
+            sub = key.split(".", 1)[1]
+            if sub not in THRESHOLD_KEYS:
+                raise KeyError(f"unknown threshold {sub!r}")
+            thresholds[sub] = float(raw)
+        elif key.startswith("server_env."):
+            server_env[key.split(".", 1)[1]] = str(raw)
+        elif key in values:
+            values[key] = _coerce(key, raw, values[key])
+        else:
+            raise KeyError(f"unknown scenario key {key!r}")
+    unknown = set(thresholds) - THRESHOLD_KEYS
+    if unknown:
+        raise KeyError(f"unknown thresholds {sorted(unknown)} in {path}")
+    return Scenario(name=name, thresholds=thresholds,
+                    server_env={k: str(v) for k, v in server_env.items()}, **values)
+
+
+def parse_overrides(items):
+    """["users=4", "thresholds.max_lost=0"] -> dict."""
+    result = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        result[key.strip()] = value.strip()
+    return result

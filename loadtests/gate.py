@@ -1,0 +1,162 @@
+"""The release gate: Locust's statistics against the scenario's thresholds.
+
+Runs on the master (or the only process) when Locust quits; prints the summary table,
+writes <results>/<scenario>_summary.json and sets the process exit code (1 on any
+exceeded threshold).
+"""
+
+import json
+import time
+from pathlib import Path
+
+from .tracker import PATHS
+
+ANOMALIES = ("lost", "duplicate", "out_of_order", "stray")
+FANOUT_ROWS = [*PATHS, "complete"]
+
+
+def _entry(stats, name, method="WS"):
+    return stats.entries.get((name, method))
+
+
+def _sum_failures(stats, prefix):
+    return sum(e.num_failures for (name, _), e in stats.entries.items() if name.startswith(prefix))
+
+
+def summarize(stats, scenario):
+    """A JSON-safe dict of everything the gate judges."""
+    rows = {}
+    for path in FANOUT_ROWS:
+        e = _entry(stats, f"fanout {path}")
+        if e is None or not e.num_requests:
+            rows[path] = {"count": 0}
+            continue
+        span = max(e.last_request_timestamp - e.start_time, 1e-9)
+        rows[path] = {
+            "count": e.num_requests,
+            "p50": e.get_response_time_percentile(0.50),
+            "p95": e.get_response_time_percentile(0.95),
+            "p99": e.get_response_time_percentile(0.99),
+            "max": e.max_response_time,
+            "per_second": e.num_requests / span,
+        }
+    send = _entry(stats, "send")
+    sent_ok = send.num_requests - send.num_failures if send else 0
+    anomalies = {kind: {path: 0 for path in PATHS} for kind in ANOMALIES}
+    for (name, method), e in stats.entries.items():
+        kind, _, path = name.partition(" ")
+        if method == "WS" and kind in anomalies and path in anomalies[kind]:
+            anomalies[kind][path] = e.num_failures
+    counted = {f"{k} {p}" for k in ANOMALIES for p in PATHS} | {f"fanout {p}" for p in FANOUT_ROWS}
+    requests = failures = 0
+    for (name, method), e in stats.entries.items():
+        if name in counted:
+            continue
+        requests += e.num_requests
+        failures += e.num_failures
+    return {
+        "scenario": scenario.name,
+        "users": scenario.users,
+        "offered_per_second": scenario.offered_rate,
+        "duration": scenario.duration,
+        "sent": sent_ok,
+        "send_failures": send.num_failures if send else 0,
+        "send_lag_p99_ms": send.get_response_time_percentile(0.99) if send and send.num_requests else None,
+        "fanout": rows,
+        "lost": sum(anomalies["lost"].values()),
+        "duplicated": sum(anomalies["duplicate"].values()),
+        "out_of_order": sum(anomalies["out_of_order"].values()),
+        "stray": sum(anomalies["stray"].values()),
+        "anomalies": anomalies,
+        "other_requests": requests,
+        "other_failures": failures,
+        "error_rate": failures / requests if requests else 0.0,
+    }
+
+
+def judge(summary, thresholds):
+    """[(name, limit, measured, ok)] for every configured threshold."""
+    complete = summary["fanout"]["complete"]
+    measured = {
+        "p95_complete_ms": complete.get("p95"),
+        "p99_complete_ms": complete.get("p99"),
+        "max_error_rate": summary["error_rate"],
+        "max_lost": summary["lost"],
+        "max_duplicated": summary["duplicated"],
+        "max_out_of_order": summary["out_of_order"],
+        "min_completed": complete.get("count", 0),
+    }
+    checks = []
+    for name, limit in sorted(thresholds.items()):
+        value = measured[name]
+        if name.startswith("min_"):
+            ok = value is not None and value >= limit
+        else:
+            ok = value is not None and value <= limit
+        checks.append((name, limit, value, ok))
+    return checks
+
+
+def _fmt(value):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render(summary, checks):
+    lines = [
+        f"Load test '{summary['scenario']}': {summary['users']} conversations, "
+        f"{summary['offered_per_second']:g} msgs/s offered for {summary['duration']:g} s",
+        "",
+        f"{'fan-out path':<15}{'count':>9}{'msgs/s':>9}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}"
+        f"{'lost':>6}{'dup':>5}{'ooo':>5}",
+    ]
+    for path in FANOUT_ROWS:
+        row = summary["fanout"][path]
+        a = summary["anomalies"]
+        lines.append(
+            f"{path:<15}{row['count']:>9}{_fmt(row.get('per_second')):>9}{_fmt(row.get('p50')):>8}"
+            f"{_fmt(row.get('p95')):>8}{_fmt(row.get('p99')):>8}{_fmt(row.get('max')):>8}"
+            f"{_fmt(a['lost'].get(path, '')):>6}{_fmt(a['duplicate'].get(path, '')):>5}"
+            f"{_fmt(a['out_of_order'].get(path, '')):>5}"
+        )
+    lines += [
+        "",
+        f"sent {summary['sent']} (send failures {summary['send_failures']}), "
+        f"generator send lag p99 {_fmt(summary['send_lag_p99_ms'])} ms; "
+        f"other requests {summary['other_requests']}, failures {summary['other_failures']} "
+        f"(error rate {summary['error_rate']:.4%}); stray frames {summary['stray']}",
+        "",
+        f"{'threshold':<20}{'limit':>10}{'measured':>12}  result",
+    ]
+    for name, limit, value, ok in checks:
+        lines.append(f"{name:<20}{_fmt(limit):>10}{_fmt(value):>12}  {'ok' if ok else 'EXCEEDED'}")
+    passed = all(ok for *_, ok in checks)
+    lines += ["", f"RESULT: {'PASS' if passed else 'FAIL'}"]
+    return "\n".join(lines), passed
+
+
+def gate(environment, scenario, results_dir=None):
+    """Judge, print, write the summary JSON; set environment.process_exit_code."""
+    summary = summarize(environment.runner.stats, scenario)
+    checks = judge(summary, scenario.thresholds)
+    exceptions = len(getattr(environment.runner, "exceptions", {}) or {})
+    checks.append(("user_exceptions", 0, exceptions, exceptions == 0))
+    text, passed = render(summary, checks)
+    print("\n" + text + "\n", flush=True)
+    summary["thresholds"] = [
+        {"name": n, "limit": limit, "measured": v, "ok": ok} for n, limit, v, ok in checks
+    ]
+    summary["passed"] = passed
+    summary["finished_at"] = time.time()
+    if results_dir:
+        path = Path(results_dir) / f"{scenario.name}_summary.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=1))
+    if not passed:
+        environment.process_exit_code = 1
+    elif environment.process_exit_code is None:
+        environment.process_exit_code = 0
+    return summary

@@ -1,0 +1,127 @@
+"""A throwaway chat server for a load-test run: `python -m chatserver.serve` with DEBUG=1,
+a temporary STATE_DIR (SQLite), migrated, on free loopback ports."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+STACK_DIR = REPO_DIR / "stack"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env(state_dir, extra=None):
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(DEBUG="1", STATE_DIR=str(state_dir), PYTHONUNBUFFERED="1",
+               PYTHONPATH=f"{STACK_DIR}{os.pathsep}{REPO_DIR}",
+               DJANGO_SETTINGS_MODULE="chatserver.settings")
+    env.setdefault("ACCESS_LOG", "0")
+    env.update({k: str(v) for k, v in (extra or {}).items()})
+    return env
+
+
+def manage(env, *args, timeout=600):
+    result = subprocess.run([sys.executable, str(STACK_DIR / "manage.py"), *args], env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+class LocalServer:
+    """Start with .start(); .http_base / .ws_base; .stop() removes the state unless keep."""
+
+    def __init__(self, env_extra=None, ports=None, state_dir=None, keep=False, log_path=None):
+        self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="habitto-loadtest-"))
+        self.env = server_env(self.state_dir, env_extra)
+        self.ports = list(ports or (free_port(), free_port()))  # WS port, HTTP port (like 8000, 8001)
+        self.keep = keep
+        self.log_path = Path(log_path or self.state_dir / "server.log")
+        self.process = None
+
+    @property
+    def ws_base(self):
+        return f"ws://127.0.0.1:{self.ports[0]}"
+
+    @property
+    def http_base(self):
+        return f"http://127.0.0.1:{self.ports[-1]}"
+
+    def migrate(self):
+        manage(self.env, "migrate", "--noinput")
+
+    def start(self, timeout=60):
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "chatserver.serve", "--host", "127.0.0.1",
+             "--ports", ",".join(map(str, self.ports))],
+            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO_DIR,
+        )
+        deadline = time.monotonic() + timeout
+        pending = set(self.ports)
+        while pending:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server did not answer on {sorted(pending)} within {timeout} s")
+            for port in list(pending):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                        if r.status == 200:
+                            pending.discard(port)
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        return self
+
+    def rss_bytes(self):
+        """Resident memory of the server process (Linux /proc)."""
+        with open(f"/proc/{self.process.pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.process.pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if getattr(self, "_log", None):
+            self._log.close()
+            self._log = None
+        if not self.keep:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")[-6000:]
+        except OSError:
+            return ""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
