@@ -142,6 +142,15 @@ def test_refresh_rotates_and_the_old_refresh_token_stops_working(alice, path, ke
     data_of(client.post(path, {"refresh": rotated["refresh"]}, format="json"), 401)
 
 
+def test_refresh_takes_whichever_key_is_filled_in(alice):
+    raw = login("alice")["refresh"]
+    body = {"refresh": "", "refresh_token": raw}
+    assert (
+        AccessToken(data_of(APIClient().post("/api/refresh/", body, format="json"), 200)["access"])["user_id"]
+        == alice.pk
+    )
+
+
 def test_refresh_bad_inputs(alice):
     client = APIClient()
     pair = login("alice")

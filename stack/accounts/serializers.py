@@ -41,8 +41,8 @@ class LoginSerializer(TokenObtainPairSerializer):
 class RefreshSerializer(serializers.Serializer):
     """The app sends the token as both `refresh` and `refresh_token`; either will do."""
 
-    refresh = serializers.CharField(required=False)
-    refresh_token = serializers.CharField(required=False, write_only=True)
+    refresh = serializers.CharField(required=False, allow_blank=True)
+    refresh_token = serializers.CharField(required=False, allow_blank=True, write_only=True)
 
     def validate(self, attrs):
         raw = attrs.get("refresh") or attrs.get("refresh_token")
