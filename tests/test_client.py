@@ -20,6 +20,7 @@ from habitto_client import (
     HTTPStatusError,
     ProtocolError,
     ServerRejected,
+    Session,
     SocketClosed,
     Timeout,
     inbox_url,
@@ -258,3 +259,86 @@ def test_ws_handshake_refused_and_non_json(stub_ws):
     with ChatSocket.open(stub_ws + "/silent", timeout=2) as sock:
         with pytest.raises(Timeout):
             sock.wait_closed(0.3)
+
+
+# -- against a real server process -------------------------------------------------------------
+
+PASSWORD = "Client-test-Passw0rd"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """A real server (HTTP and WebSocket on two ports) with four provisioned users."""
+    from tests.support.live import LiveServer, manage, server_env
+
+    state = tmp_path_factory.mktemp("client-live")
+    env = server_env(state, ACCESS_LOG="0")
+    manage(env, "migrate", "--noinput")
+    users = json.loads(manage(env, "create_loadtest_users", "--count", "4", "--prefix", "client",
+                              "--password", PASSWORD))
+    server = LiveServer(env, [free_port(), free_port()], state / "server.log")
+    with server:
+        server.users = users
+        yield server
+
+
+@pytest.mark.e2e
+def test_live_login_rest_and_health(live):
+    """Login reads user_id from the real token; send, thread, clear and health work end to end."""
+    api = ChatHTTP(live.http_url(live.ports[1]), timeout=10)
+    a, b = live.users[0], live.users[1]
+    alice = api.login(a["username"], PASSWORD)
+    bob = api.login(b["username"], PASSWORD)
+    assert (alice.user_id, bob.user_id) == (a["id"], b["id"])
+    message = api.send_message(alice, bob.user_id, "hello over REST")
+    assert (message["sender"], message["receiver"]) == (alice.user_id, bob.user_id)
+    page = api.thread(bob, alice.user_id, page_size=10)
+    assert page["results"][0]["content"] == "hello over REST"
+    api.clear_conversation(bob, alice.user_id)
+    assert api.thread(bob, alice.user_id)["count"] == 0
+    assert api.thread(alice, bob.user_id)["count"] == 1
+    assert api.healthz().status == 200
+    ready = api.readyz()
+    assert ready.status == 200 and ready.body["checks"]["database"]["ok"] is True
+    with pytest.raises(AuthError):
+        api.login(a["username"], "wrong-password")
+    with pytest.raises(AuthError):
+        api.thread(Session("x.y.z", alice.refresh, alice.user_id), bob.user_id)
+
+
+@pytest.mark.e2e
+def test_live_room_and_inbox_sockets(live):
+    """A room frame comes back as the echo, reaches the partner's room and both inboxes."""
+    api = ChatHTTP(live.http_url(live.ports[1]), timeout=10)
+    ws = live.ws_url(live.ports[0])
+    a, b = (api.login(u["username"], PASSWORD) for u in live.users[2:4])
+    with ChatSocket.open(room_url(ws, a.user_id, b.user_id, a.access), timeout=5) as room_a, \
+            ChatSocket.open(room_url(ws, b.user_id, a.user_id, b.access), timeout=5) as room_b, \
+            ChatSocket.open(inbox_url(ws, a.user_id, a.access), timeout=5) as inbox_a, \
+            ChatSocket.open(inbox_url(ws, b.user_id, b.access, alias=True), timeout=5) as inbox_b:
+        room_a.send_message(a.user_id, b.user_id, "hello over the socket")
+        echo = read_room_frame(room_a.recv_json(5))
+        assert (echo.sender, echo.receiver, echo.content) == (a.user_id, b.user_id, "hello over the socket")
+        assert read_room_frame(room_b.recv_json(5)).id == echo.id
+        mine, theirs = read_inbox_frame(inbox_a.recv_json(5)), read_inbox_frame(inbox_b.recv_json(5))
+        assert mine.message_id == theirs.message_id == echo.id
+        assert (mine.counterpart_id, theirs.counterpart_id) == (b.user_id, a.user_id)
+        with pytest.raises(Timeout):
+            room_b.recv_json(0.2)  # nothing else: no welcome, no pong
+
+
+@pytest.mark.e2e
+def test_live_close_codes(live):
+    """4401 without a valid token, 4403 on someone else's inbox; close_code is readable."""
+    api = ChatHTTP(live.http_url(live.ports[1]), timeout=10)
+    ws = live.ws_url(live.ports[0])
+    a = api.login(live.users[0]["username"], PASSWORD)
+    for url, code in [
+        (inbox_url(ws, a.user_id), 4401),
+        (inbox_url(ws, a.user_id, "not-a-token"), 4401),
+        (inbox_url(ws, live.users[1]["id"], a.access), 4403),
+    ]:
+        sock = ChatSocket.open(url, timeout=5)
+        assert sock.wait_closed(5) == code and sock.close_code == code
+        with pytest.raises(SocketClosed):
+            sock.recv_json(1)
