@@ -44,6 +44,12 @@ def client_for(token_for):
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    """The default hasher costs ~0.25 s per user; tests don't need its strength."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_realtime_state():
     """Rate-limit buckets are per process; tests must not inherit each other's."""
     from habitto_chat.realtime import ratelimit

@@ -12,3 +12,13 @@ class JWTAuthentication(authentication.JWTAuthentication):
         if is_revoked(token):
             raise InvalidToken({"detail": "Token has been revoked.", "code": "token_revoked"})
         return token
+
+
+try:  # describe the scheme in the OpenAPI schema (drf-spectacular is optional for the app)
+    from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+
+    class JWTScheme(SimpleJWTScheme):
+        target_class = "habitto_chat.api.authentication.JWTAuthentication"
+
+except ImportError:  # pragma: no cover
+    pass

@@ -46,6 +46,8 @@ def authenticate(raw):
     except TokenError:
         return None, None, "invalid or expired token"
     user_id = token.get(api_settings.USER_ID_CLAIM)
+    if isinstance(user_id, str) and user_id.isdigit():
+        user_id = int(user_id)  # simplejwt >= 5.5 writes the id as a string
     if not isinstance(user_id, int) or isinstance(user_id, bool):
         return None, None, "invalid token"
     if is_revoked(token):
