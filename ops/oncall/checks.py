@@ -69,6 +69,9 @@ class HostContext:
                 "(set ONCALL_PROBE_USERS and ONCALL_PROBE_PASSWORD, or probe_users in the config file)"
             )
         user = users[index]
+        hung = self.blocked("port-http", "liveness")
+        if hung:
+            raise ProbeUnavailable(f"cannot log in as {user.username!r}: {hung}")
         if not user.password:
             raise ProbeUnavailable(f"no password configured for probe account {user.username!r}")
         try:
@@ -131,7 +134,7 @@ def tcp_port(ctx, role):
     return ok(
         check,
         f"{role.upper()} port {port} accepts TCP at {where} ({ms(elapsed)} ms)",
-        Perf(_perf(ctx, f"port_{port}_connect"), ms(elapsed), "ms", None, timeout * 1000, 0),
+        Perf(_perf(ctx, f"port_{role}_connect"), ms(elapsed), "ms", None, timeout * 1000, 0),
     )
 
 

@@ -1,0 +1,174 @@
+"""Fixtures for the on-call checks: real server processes, a real sshd, a real Redis.
+
+Every test runs `fab <task>` as a subprocess from the repository root, exactly as the
+on-call engineer does, and reads its exit code and output (table or --json).
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.ops.sshd import ALIAS, SSHServer, sshd_binary
+from tests.support import services
+from tests.support.live import REPO_DIR, STACK_DIR, LiveServer, free_port, manage, server_env
+
+PROBE_PASSWORD = "probe-Passw0rd-oncall"
+
+
+class FabRun:
+    def __init__(self, completed, seconds):
+        self.code = completed.returncode
+        self.stdout = completed.stdout
+        self.stderr = completed.stderr
+        self.seconds = seconds
+
+    @property
+    def json(self):
+        return json.loads(self.stdout)
+
+    def checks(self, host="local"):
+        """{check name: result dict} of one host (needs --json)."""
+        for entry in self.json["hosts"]:
+            if entry["host"] == host:
+                return {r["check"]: r for r in entry["results"]}
+        raise AssertionError(f"host {host} not in output:\n{self.stdout}")
+
+    def __repr__(self):
+        return f"<fab exit {self.code} in {self.seconds:.1f}s\n{self.stdout}\n{self.stderr}>"
+
+
+def fab(*args, env=None, timeout=90):
+    """Run `fab ARGS` from the repository root with ONCALL_* taken only from `env`."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ONCALL_")}
+    full_env["PYTHONPATH"] = f"{STACK_DIR}{os.pathsep}{REPO_DIR}"
+    full_env.update({k: str(v) for k, v in (env or {}).items()})
+    started = time.monotonic()
+    completed = subprocess.run(
+        [sys.executable, "-m", "fabric", *args], cwd=REPO_DIR, env=full_env,
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+    return FabRun(completed, time.monotonic() - started)
+
+
+def start_server(tmp_path, name="server", redis_url=None, **extra_env):
+    """A migrated server process with two probe accounts; returns (server, ONCALL_* env)."""
+    state = tmp_path / name
+    state.mkdir()
+    env = server_env(state, redis_url=redis_url, **extra_env)
+    manage(env, "migrate", "--noinput")
+    accounts = state / "probes.json"
+    manage(env, "create_loadtest_users", "--count", "2", "--prefix", "probe",
+           "--password", PROBE_PASSWORD, "--output", str(accounts))
+    ws_port, http_port = free_port(), free_port()
+    server = LiveServer(env, [ws_port, http_port], state / "server.log").start()
+    oncall = {
+        "ONCALL_WS_PORT": ws_port,
+        "ONCALL_HTTP_PORT": http_port,
+        "ONCALL_PROBE_ACCOUNTS_FILE": accounts,
+        # The checks must not find this machine's Compose stack of another test run.
+        "ONCALL_COMPOSE_PROJECT": f"oncall-none-{ws_port}",
+    }
+    if redis_url:
+        oncall["ONCALL_REDIS_URL"] = redis_url
+    return server, oncall
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """One healthy server (SQLite, in-memory layer) for a test module."""
+    server, env = start_server(tmp_path_factory.mktemp("oncall"))
+    try:
+        yield server, env
+    finally:
+        server.stop()
+
+
+class RedisServer:
+    """A redis-server of our own on a free port, so a test may stop it."""
+
+    def __init__(self, workdir):
+        self.dir = Path(workdir)
+        self.port = free_port()
+        self.process = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        binary = shutil.which("redis-server")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        ok, why = False, ""
+        for _ in range(100):
+            ok, why = services.check_redis(self.url)
+            if ok:
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server did not start: {why}")
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    if not shutil.which("redis-server"):
+        services.require("redis", False, "redis-server is not installed (apt-get install -y redis-server)")
+    redis = RedisServer(tmp_path).start()
+    yield redis
+    redis.stop()
+
+
+class SilentPort:
+    """A port that accepts TCP connections (the kernel's backlog) but never answers."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def silent_port():
+    port = SilentPort()
+    yield port.port
+    port.close()
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """A throwaway sshd on loopback; tests call fab with --ssh-config sshd.ssh_config -H ALIAS."""
+    if sshd_binary() is None:
+        services.require("ssh", False, "openssh-server is not installed (apt-get install -y openssh-server)")
+    server = SSHServer(tmp_path_factory.mktemp("sshd"))
+    try:
+        server.start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        services.require("ssh", False, f"cannot start a private sshd: {exc}")
+    server.alias = ALIAS
+    yield server
+    server.stop()
+
+
+def dead_port():
+    """A free port with nothing listening on it."""
+    return free_port()
+
