@@ -283,6 +283,8 @@ def ws_without_token(ctx):
 def redis_ping(ctx):
     """redis: PING answered PONG by the Redis of the config (URL and password from config)."""
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     target = ctx.cfg.redis_target()
     if target is None:
@@ -299,11 +301,14 @@ def redis_ping(ctx):
         host=addr_host, port=addr_port, db=db, username=username, password=password,
         ssl=ctx.cfg.redis_url.startswith("rediss://"),
         socket_connect_timeout=timeout, socket_timeout=timeout, retry_on_timeout=False,
+        retry=Retry(NoBackoff(), 0),  # one try: a retry would double the time a dead Redis costs
     )
     started = time.monotonic()
     try:
         answer = client.execute_command("PING")
     except redis.AuthenticationError as exc:
+        if not password:
+            return _record(ctx, unknown("redis", f"Redis at {where} needs a password (set ONCALL_REDIS_PASSWORD): {exc}"))
         return _record(ctx, unknown("redis", f"Redis at {where} refused the configured password: {exc}"))
     except redis.ResponseError as exc:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):

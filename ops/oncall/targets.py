@@ -3,7 +3,7 @@
 A target answers three questions for the checks:
 - `tcp(port, host)`: does a TCP connect to that port succeed (on the target itself)?
 - `address(port, host)`: where to connect locally to reach that port (the port itself on
-  this machine; a Fabric `forward_local` tunnel for an SSH host);
+  this machine; a local listener tunnelled through the SSH connection for an SSH host);
 - `connection`: the Fabric Connection (SSH hosts only), for the Docker check.
 
 Every network step has a timeout: TCP connects and SSH channel opens use the connect
@@ -11,8 +11,8 @@ timeout, the SSH login the ssh timeout.
 """
 
 import contextlib
-import errno
 import socket
+import threading
 import time
 
 from .config import LOCAL, is_local
@@ -146,14 +146,9 @@ class SSHTarget:
         """A local port that forwards to host:port as seen from the SSH host."""
         key = (host, port)
         if key not in self._tunnels:
-            local_port = _free_port()
-            self._stack.enter_context(
-                self.connection.forward_local(
-                    local_port, remote_port=port, remote_host=host, local_host=LOOPBACK
-                )
-            )
-            _wait_listening(local_port, self.channel_timeout)
-            self._tunnels[key] = local_port
+            forwarder = Forwarder(self.connection.transport, host, port, self.channel_timeout)
+            self._stack.callback(forwarder.close)
+            self._tunnels[key] = forwarder.port
         return LOOPBACK, self._tunnels[key]
 
     def describe(self, port, host=LOOPBACK):
@@ -175,28 +170,59 @@ def _plain(value):
     return dict(value)
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+class Forwarder:
+    """A local listener whose connections are tunnelled to host:port through SSH.
 
-
-def _wait_listening(port, timeout):
-    """Fabric's tunnel binds its listener in a thread; wait until the port is taken.
-
-    Checked by trying to bind it ourselves (no connection is made, so nothing is forwarded).
+    Like Fabric's Connection.forward_local (and reusing its per-connection Tunnel pump),
+    but made for checks that must never hang: the listener is bound before the first use
+    (forward_local binds in its thread, so an immediate connect can be refused), each
+    channel open has a timeout (paramiko's default is an hour) and a failed open closes
+    the local connection at once instead of leaving the client waiting.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
+
+    def __init__(self, transport, host, port, timeout):
+        self.transport = transport
+        self.remote = (host, port)
+        self.timeout = timeout
+        self.finished = threading.Event()
+        self.tunnels = []
+        self.listener = socket.socket()
+        self.listener.bind((LOOPBACK, 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, name=f"oncall-forward-{port}", daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        from fabric.tunnels import Tunnel
+
+        while not self.finished.is_set():
             try:
-                sock.bind((LOOPBACK, port))
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    return
-                raise
-        time.sleep(0.005)
-    raise PortUnreachable(f"SSH tunnel to local port {port} did not start within {timeout:g} s")
+                sock, peer = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                channel = self.transport.open_channel("direct-tcpip", self.remote, peer, timeout=self.timeout)
+            except Exception:  # refused or timed out on the far side: the client sees a reset
+                sock.close()
+                continue
+            tunnel = Tunnel(channel=channel, sock=sock, finished=threading.Event())
+            tunnel.daemon = True
+            tunnel.start()
+            self.tunnels.append(tunnel)
+
+    def close(self):
+        self.finished.set()
+        self.thread.join(1.0)
+        self.listener.close()
+        for tunnel in self.tunnels:
+            tunnel.finished.set()
+        for tunnel in self.tunnels:
+            tunnel.join(1.5)  # a Tunnel notices `finished` within its 1 s select
 
 
 def _os_error_text(exc):
@@ -221,6 +247,8 @@ def _ssh_error_text(name, exc, timeout):
         detail = "connection refused (no SSH server on that port)"
     elif isinstance(exc, socket.gaierror):
         detail = f"unknown host name ({exc.strerror})"
+    elif isinstance(exc, FileNotFoundError):
+        detail = f"SSH key file not found: {exc.filename}"
     elif isinstance(exc, paramiko.SSHException) and "banner" in str(exc).lower():
         detail = f"no SSH banner within {timeout:g} s"
     else:

@@ -93,20 +93,22 @@ def live(tmp_path_factory):
 class RedisServer:
     """A redis-server of our own on a free port, so a test may stop it."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, password=None):
         self.dir = Path(workdir)
         self.port = free_port()
+        self.password = password
         self.process = None
 
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self):
         binary = shutil.which("redis-server")
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)],
+             "--dir", str(self.dir), *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         ok, why = False, ""
@@ -126,9 +128,19 @@ class RedisServer:
 
 @pytest.fixture
 def own_redis(tmp_path):
+    """A Redis of this test's own (the test may stop it)."""
     if not shutil.which("redis-server"):
         services.require("redis", False, "redis-server is not installed (apt-get install -y redis-server)")
     redis = RedisServer(tmp_path).start()
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture
+def own_redis_with_password(tmp_path):
+    if not shutil.which("redis-server"):
+        services.require("redis", False, "redis-server is not installed (apt-get install -y redis-server)")
+    redis = RedisServer(tmp_path, password="redis-S3cret-oncall").start()
     yield redis
     redis.stop()
 

@@ -178,3 +178,25 @@ def test_redis_stopped_fails_naming_redis_and_readiness(tmp_path, own_redis):
         assert ping.code == 2 and "CHAT REDIS-PING CRITICAL" in ping.stdout, ping
     finally:
         server.stop()
+
+
+@pytest.mark.redis
+def test_redis_password_from_config(live, own_redis_with_password):
+    """Redis PING with the password from ONCALL_REDIS_PASSWORD; a wrong one is UNKNOWN, never printed."""
+    _, env = live
+    redis = own_redis_with_password
+    bare = f"redis://127.0.0.1:{redis.port}/0"
+    run = fab("redis-ping", env={**env, "ONCALL_REDIS_URL": bare, "ONCALL_REDIS_PASSWORD": redis.password})
+    assert run.code == 0 and "PONG" in run.stdout, run
+
+    run = fab("redis-ping", "--json", env={**env, "ONCALL_REDIS_URL": redis.url})  # password inside the URL
+    assert run.code == 0, run
+    assert redis.password not in run.stdout
+
+    wrong = fab("redis-ping", env={**env, "ONCALL_REDIS_URL": bare, "ONCALL_REDIS_PASSWORD": "nope-wrong"})
+    assert wrong.code == 3, wrong
+    assert "refused the configured password" in wrong.stdout or "needs a password" in wrong.stdout
+    assert "nope-wrong" not in wrong.stdout + wrong.stderr
+
+    missing = fab("redis-ping", env={**env, "ONCALL_REDIS_URL": bare})
+    assert missing.code == 3 and "ONCALL_REDIS_PASSWORD" in missing.stdout, missing
