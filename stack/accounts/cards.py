@@ -2,16 +2,9 @@
 display name and picture path for a batch of users, in one query."""
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.files.storage import default_storage
 
 from habitto_chat.users import UserCard, display_name
-
-
-def _picture(user):
-    try:
-        return user.profile.picture_path()
-    except ObjectDoesNotExist:  # a user created before the accounts app existed
-        return None
 
 
 def user_cards(user_ids):
@@ -20,13 +13,16 @@ def user_cards(user_ids):
     ids = {int(pk) for pk in user_ids}
     if not ids:
         return {}
-    users = get_user_model().objects.filter(pk__in=ids).select_related("profile")
+    # values(), not model instances: this runs for every batch of messages sent.
+    rows = get_user_model().objects.filter(pk__in=ids).values_list(
+        "pk", "username", "first_name", "last_name", "profile__profile_picture"
+    )
     return {
-        user.pk: UserCard(
-            id=user.pk,
-            username=user.username,
-            full_name=display_name(user.first_name, user.last_name, user.username),
-            picture=_picture(user),
+        pk: UserCard(
+            id=pk,
+            username=username,
+            full_name=display_name(first_name, last_name, username),
+            picture=default_storage.url(picture) if picture else None,
         )
-        for user in users
+        for pk, username, first_name, last_name, picture in rows
     }
