@@ -17,13 +17,18 @@ def parse_id(value, name):
         raise InvalidInput(f"{name} must be a positive integer.", code="invalid_id")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and _ascii_digits(value.strip()):
         number = int(value.strip())
     else:
         raise InvalidInput(f"{name} must be a positive integer.", code="invalid_id")
     if not 0 < number <= MAX_ID:
         raise InvalidInput(f"{name} must be a positive integer.", code="invalid_id")
     return number
+
+
+def _ascii_digits(text):
+    """str.isdigit() accepts "²" and "٣" and int() refuses "²" and 4,300+ digits: a 500."""
+    return text.isascii() and text.isdigit() and len(text) <= 20
 
 
 def validate_content(content):

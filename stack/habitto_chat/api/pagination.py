@@ -15,7 +15,9 @@ def _positive(query, name, default, maximum):
     raw = query.get(name)
     if raw in (None, ""):
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    # ASCII digits only (str.isdigit() accepts "²", which int() refuses) and short
+    # enough for int() (it refuses more than 4,300 digits).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or not 1 <= int(raw) <= maximum:
         raise InvalidInput(f"{name} must be an integer from 1 to {maximum}.", code="invalid_" + name)
     return int(raw)
 
