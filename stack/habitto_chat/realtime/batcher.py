@@ -29,7 +29,7 @@ def _write(requests):
 
 def close_writer_connection():
     """Close the writer thread's connection (tests, shutdown)."""
-    _writer.submit(connection.close).result(timeout=10)
+    _writer.submit(lambda: connection.close()).result(timeout=10)  # look the connection up in that thread
 
 
 class SendBatcher:
