@@ -14,6 +14,7 @@ from .results import critical, not_applicable, ok, unknown, warning
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
+ONEOFF_LABEL = "com.docker.compose.oneoff"
 # The engine's version when talking over SSH is asked first; this is the floor we speak.
 MIN_API_VERSION = "1.41"
 
@@ -40,6 +41,8 @@ def compose_services(ctx):
             return [unknown("compose", f"cannot list containers: {type(exc).__name__}: {exc}")]
         by_service = {}
         for container in containers:
+            if container.labels.get(ONEOFF_LABEL) == "True":
+                continue  # `docker compose run` one-offs are not services
             service = container.labels.get(SERVICE_LABEL, container.name)
             by_service.setdefault(service, []).append(container)
         missing = [s for s in cfg.compose_services if s not in by_service]
