@@ -25,7 +25,10 @@ def run_task(c, task, json_output=False, config_file=None):
         outcome = runner.Run(task, [], error=str(exc))
     else:
         outcome = runner.run(task, cfg, c.config)
-    print(report.render(outcome, json_output), flush=True)
+    try:
+        print(report.render(outcome, json_output), flush=True)
+    except BrokenPipeError:  # `fab health | head`: the reader left; the exit code still counts
+        pass
     code = report.exit_code(outcome)
     if code:
         raise Exit(code=code)
