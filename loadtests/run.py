@@ -127,7 +127,11 @@ def main(argv=None):
         ws_base = args.target_ws or "ws" + http_base[4:]
         cmd = [sys.executable, "-m", "locust", *common_args(args, scenario, http_base, ws_base),
                "--worker", "--master-host", args.master_host, "--master-port", str(args.master_port)]
-        os.execve(sys.executable, cmd, locust_env())
+        code = subprocess.run(cmd, env=locust_env(), cwd=REPO_DIR).returncode
+        # In Compose, `up --exit-code-from locust-master` stops everything when the first
+        # container exits: a worker lingers so the master can finish its summary first.
+        time.sleep(float(os.environ.get("LOADTEST_WORKER_LINGER", "0")))
+        return code
 
     server = None
     accounts_needed = 2 * (scenario.users + max(workers, 1))
@@ -159,7 +163,7 @@ def main(argv=None):
         if args.role == "master":
             cmd = [sys.executable, "-m", "locust", *common_args(args, scenario, http_base, ws_base),
                    *master_args(args, scenario, accounts_file), "--master",
-                   "--master-bind-port", str(args.master_port), "--expect-workers", str(args.expect_workers),
+                   "--master-bind-host", args.master_host, "--master-bind-port", str(args.master_port), "--expect-workers", str(args.expect_workers),
                    "--expect-workers-max-wait", "120"]
             code = _wait([subprocess.Popen(cmd, env=locust_env(), cwd=REPO_DIR)], scenario.run_time + 240)[0]
         else:
