@@ -28,7 +28,7 @@ from habitto_client import (
     room_url,
 )
 
-from .results import Perf, Status, critical, ms, not_applicable, ok, unknown, warning
+from .results import Perf, Result, Status, critical, ms, not_applicable, ok, unknown, warning
 from .targets import PortUnreachable
 
 UNAUTHENTICATED_CLOSE = 4401
@@ -43,6 +43,7 @@ class HostContext:
         self.target = target
         self.host = target.name
         self.failed = {}  # check name -> short reason, for dependent checks
+        self.hung = set()  # ports that accepted TCP but did not answer within their timeout
         self._sessions = {}
         self._http = None
 
@@ -70,6 +71,8 @@ class HostContext:
             )
         user = users[index]
         hung = self.blocked("port-http", "liveness")
+        if not hung and self.cfg.http_port in self.hung:
+            hung = f"HTTP port {self.cfg.http_port} does not answer"
         if hung:
             raise ProbeUnavailable(f"cannot log in as {user.username!r}: {hung}")
         if not user.password:
@@ -82,9 +85,10 @@ class HostContext:
                 "wrong probe password or missing account?"
             ) from None
         except Timeout as exc:
-            raise ProbeUnavailable(f"probe login as {user.username!r} timed out: {exc}") from None
-        except ChatError as exc:
-            raise ProbeUnavailable(f"probe login as {user.username!r} failed: {exc}") from None
+            self.hung.add(self.cfg.http_port)
+            raise ProbeUnavailable(f"probe login as {user.username!r} timed out: {exc}", Status.CRITICAL) from None
+        except ChatError as exc:  # refused, reset, HTTP 5xx: the server is broken, not the config
+            raise ProbeUnavailable(f"probe login as {user.username!r} failed: {exc}", Status.CRITICAL) from None
         self._sessions[index] = session
         return session
 
@@ -97,7 +101,15 @@ class HostContext:
 
 
 class ProbeUnavailable(Exception):
-    """A probe account cannot be used: the check could not run (UNKNOWN)."""
+    """A probe account cannot be used: UNKNOWN (configuration) or CRITICAL (server broken)."""
+
+    def __init__(self, text, status=Status.UNKNOWN):
+        super().__init__(text)
+        self.status = status
+
+
+def _unavailable(ctx, check, exc):
+    return _record(ctx, Result(check, exc.status, str(exc)))
 
 
 def _perf(ctx, *parts):
@@ -150,6 +162,7 @@ def liveness(ctx):
     try:
         resp = ctx.http().healthz()
     except Timeout:
+        ctx.hung.add(ctx.cfg.http_port)
         return _record(
             ctx,
             critical("liveness", f"GET /healthz on port {ctx.cfg.http_port}: no answer within {timeout:g} s"),
@@ -214,13 +227,14 @@ def ws_with_token(ctx):
     try:
         session = ctx.session(0)
     except ProbeUnavailable as exc:
-        return _record(ctx, unknown(check, str(exc)))
+        return _unavailable(ctx, check, exc)
     timeout = ctx.cfg.timeout("ws")
     url = inbox_url(ctx.ws_base(), session.user_id, session.access)
     started = time.monotonic()
     try:
         sock = ChatSocket.open(url, timeout=timeout)
     except Timeout:
+        ctx.hung.add(ctx.cfg.ws_port)
         return _record(ctx, critical(
             check, f"WebSocket handshake on port {ctx.cfg.ws_port}: no answer within {timeout:g} s"),
             f"WS port {ctx.cfg.ws_port} does not answer")
@@ -250,9 +264,8 @@ def ws_without_token(ctx):
     reason = ctx.blocked("port-ws")
     if reason:
         return _not_checked(ctx, check, reason)
-    hung = ctx.failed.get("ws-token", "")
-    if "does not answer" in hung:
-        return _not_checked(ctx, check, hung)
+    if ctx.cfg.ws_port in ctx.hung:
+        return _not_checked(ctx, check, f"WS port {ctx.cfg.ws_port} does not answer")
     timeout = ctx.cfg.timeout("ws")
     user_id = ctx._sessions[0].user_id if 0 in ctx._sessions else 1
     url = inbox_url(ctx.ws_base(), user_id)
@@ -343,7 +356,7 @@ def probe(ctx):
     try:
         sender, receiver = ctx.session(0), ctx.session(1)
     except ProbeUnavailable as exc:
-        return [_record(ctx, unknown("probe", str(exc)))]
+        return [_unavailable(ctx, "probe", exc)]
     if sender.user_id == receiver.user_id:
         return [unknown("probe", "the two probe accounts are the same user; configure two different ones")]
     cfg = ctx.cfg

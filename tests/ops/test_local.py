@@ -95,6 +95,11 @@ def test_silent_port_is_critical_within_its_timeout(live, silent_port):
     ports_only = fab("status", env=env)
     assert ports_only.code == 2 and ports_only.stdout.startswith("CHAT STATUS CRITICAL"), ports_only
 
+    probe = fab("probe", "--json", env=env)  # a socket timeout is CRITICAL, not UNKNOWN
+    assert probe.code == 2, probe
+    assert "timed out" in probe.checks()["probe"]["text"]
+    assert probe.seconds < 1.5 + 6, f"took {probe.seconds:.1f}s"
+
 
 def test_wrong_probe_password_is_unknown(live):
     """A wrong probe password is a configuration problem: UNKNOWN (3) with a clear message."""
