@@ -147,3 +147,43 @@ def inbox_frame(event, owner_id, base_url):
 
 def error_frame(code, text):
     return {"error": text, "code": code}
+
+
+# --- frames for protocol 2 (opt-in: ?protocol=2) --------------------------------------
+
+PROTOCOL_2 = "2"
+
+
+def v2_frame(event, owner_id, base_url):
+    """Protocol 2 carries every event as {"type", ...}; inbox-style counterpart included."""
+    kind = event["type"]
+    frame = {"type": kind}
+    if kind in ("message.created", "message.edited"):
+        frame["message"] = event["message"]
+        cards = event.get("cards")
+        if cards:
+            message = event["message"]
+            other = message["receiver"] if message["sender"] == owner_id else message["sender"]
+            card = cards[str(other)]
+            frame["counterpart"] = {
+                "id": card["id"],
+                "username": card["username"],
+                "full_name": card["full_name"],
+                "profile_picture": absolute_picture(card["picture"], base_url),
+            }
+    elif kind == "message.deleted":
+        frame["message_id"] = event["message_id"]
+    elif kind == "thread.read":
+        frame.update(reader=event["reader"], last_read_id=event["last_read_id"])
+    elif kind == "conversation.cleared":
+        frame["cleared_before_id"] = event["cleared_before_id"]
+    frame["pair"] = event["pair"]
+    return frame
+
+
+def v2_ack(client_id, message_id, created):
+    return {"type": "ack", "client_id": client_id, "message_id": message_id, "duplicate": not created}
+
+
+def v2_error(code, text):
+    return {"type": "error", "code": code, "message": text}

@@ -1,4 +1,5 @@
-"""The legacy sockets the shipped app opens: room and inbox (docs/protocol.md).
+"""The sockets: room and inbox, in the legacy protocol the shipped app speaks, or in
+protocol 2 when the client asks for it with `?protocol=2` (docs/protocol.md).
 
 Consumers parse, authorize and call: a room send goes to the group-commit batcher and
 from there through actions.do_send_messages; every frame a socket receives comes from
@@ -11,13 +12,14 @@ import json
 import logging
 import time
 from collections import deque
+from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from .. import wire
-from ..actions import SendRequest
+from ..actions import SendRequest, validate_client_id
 from ..conf import chat_setting
 from ..conversations import active_user_ids, get_or_create_conversation, validate_content
 from ..errors import ChatError
@@ -50,6 +52,7 @@ class ChatSocket(AsyncWebsocketConsumer):
     channel_layer_alias = None
 
     user_id = None
+    v2 = False
     _registered = False
     _closing = False
     _writer = None
@@ -75,6 +78,10 @@ class ChatSocket(AsyncWebsocketConsumer):
         self._registered = True
         self._outbox = deque()
         self._base_url = base_url(self.scope)
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        # Legacy sockets must carry nothing but what the shipped app reads; everything
+        # else (acks, edits, reads, typed errors) is for clients that ask for protocol 2.
+        self.v2 = query.get("protocol") == [wire.PROTOCOL_2]
         remaining = self.scope["token_exp"] - time.time()
         self._expiry = asyncio.get_running_loop().call_later(max(remaining, 0), self._token_expired)
 
@@ -139,7 +146,8 @@ class ChatSocket(AsyncWebsocketConsumer):
             self._writer = None
 
     def send_error(self, code, text):
-        self.push(wire.dumps(wire.error_frame(code, text)))
+        frame = wire.v2_error(code, text) if self.v2 else wire.error_frame(code, text)
+        self.push(wire.dumps(frame))
 
     def _token_expired(self):
         self._close_soon(UNAUTHENTICATED, "token expired")
@@ -184,19 +192,35 @@ class RoomConsumer(ChatSocket):
             raise Refused(NOT_FOUND, "unknown user")
 
     async def handle(self, payload):
-        request = self._parse_send(payload)
+        request = self._parse_send_v2(payload) if self.v2 else self._parse_send(payload)
         if request is None:
             return
         if not allow_send(self.user_id):
             return self.send_error("rate_limited", "Too many messages; slow down.")
         try:
-            await batcher().submit(request)
+            result = await batcher().submit(request)
         except ChatError as error:
-            self.send_error(error.code, error.message)
+            return self.send_error(error.code, error.message)
         except Exception:
             logger.exception("storing a message from user %s failed", self.user_id)
-            self.send_error("store_failed", "The message could not be stored; send it again.")
-        # Success needs no reply here: the echo comes from the hub, after commit.
+            return self.send_error("store_failed", "The message could not be stored; send it again.")
+        # Legacy: the echo from the hub, after commit, is the acknowledgement.
+        if self.v2:
+            self.push(wire.dumps(wire.v2_ack(request.client_id, result.message.id, result.created)))
+
+    def _parse_send_v2(self, payload):
+        """Protocol 2: {"type": "message.send", "content", "client_id"?}; receiver implied."""
+        if not isinstance(payload, dict) or payload.get("type") != "message.send":
+            return self.send_error("invalid_frame", 'Expected {"type": "message.send", ...}.')
+        unknown = set(payload) - {"type", "content", "client_id"}
+        if unknown:
+            return self.send_error("invalid_frame", f"unknown keys {sorted(unknown)}.")
+        try:
+            content = validate_content(payload.get("content"))
+            client_id = validate_client_id(payload.get("client_id"))
+        except ChatError as error:
+            return self.send_error(error.code, error.message)
+        return SendRequest(self.user_id, self.other_id, self.conversation_id, content, client_id)
 
     def _parse_send(self, payload):
         """A SendRequest from the legacy frame, or None after sending an error frame."""
@@ -222,7 +246,11 @@ class RoomConsumer(ChatSocket):
 
     def on_event(self, delivery):
         event = delivery.event
-        if event["type"] == "message.created" and event["pair"] == self.pair:
+        if event["pair"] != self.pair:
+            return
+        if self.v2:
+            self.push(delivery.v2_text(self.user_id, self._base_url))
+        elif event["type"] == "message.created":
             self.push(delivery.room_text)
 
 
@@ -234,7 +262,9 @@ class InboxConsumer(ChatSocket):
             raise Refused(FORBIDDEN, "not your inbox")
 
     def on_event(self, delivery):
-        if delivery.event["type"] == "message.created":
+        if self.v2:
+            self.push(delivery.v2_text(self.user_id, self._base_url))
+        elif delivery.event["type"] == "message.created":
             self.push(delivery.inbox_text(self.user_id, self._base_url))
 
 

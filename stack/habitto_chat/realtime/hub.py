@@ -31,12 +31,13 @@ FANOUT_GROUP = "habitto_chat.fanout"
 class Delivery:
     """One event on its way to this process's sockets, with its frames built lazily once."""
 
-    __slots__ = ("event", "_room_text", "_inbox_texts")
+    __slots__ = ("event", "_room_text", "_inbox_texts", "_v2_texts")
 
     def __init__(self, event):
         self.event = event
         self._room_text = None
         self._inbox_texts = {}
+        self._v2_texts = {}
 
     @property
     def room_text(self):
@@ -49,6 +50,13 @@ class Delivery:
         text = self._inbox_texts.get(key)
         if text is None:
             text = self._inbox_texts[key] = wire.dumps(wire.inbox_frame(self.event, owner_id, base_url))
+        return text
+
+    def v2_text(self, owner_id, base_url):
+        key = (owner_id, base_url)
+        text = self._v2_texts.get(key)
+        if text is None:
+            text = self._v2_texts[key] = wire.dumps(wire.v2_frame(self.event, owner_id, base_url))
         return text
 
 
