@@ -1,6 +1,7 @@
 """The chat REST API (docs/protocol.md). Views parse, call an action or a query, render;
 everything is scoped to the authenticated caller."""
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -19,6 +20,7 @@ PAGING = [
     OpenApiParameter("page_size", int),
 ]
 CURSORS = [OpenApiParameter("before_id", int), OpenApiParameter("after_id", int)]
+MESSAGE_ID = [OpenApiParameter("id", int, OpenApiParameter.PATH)]
 
 
 def _valid(serializer_class, data):
@@ -27,6 +29,7 @@ def _valid(serializer_class, data):
     return serializer.validated_data
 
 
+@extend_schema(responses=OpenApiTypes.OBJECT)  # the envelope; shapes: docs/protocol.md
 class MessageViewSet(viewsets.ViewSet):
     # Set here, not only in settings, so the app behaves the same inside another project.
     authentication_classes = [JWTAuthentication]
@@ -51,7 +54,10 @@ class MessageViewSet(viewsets.ViewSet):
             return ok(cursor_payload(request, page, "before_id"))
         return ok(numbered_payload(request, page, page_no))
 
-    @extend_schema(parameters=[OpenApiParameter("other_user_id", int), *PAGING, OpenApiParameter("before_id", int)])
+    @extend_schema(
+        operation_id="messages_list",
+        parameters=[OpenApiParameter("other_user_id", int), *PAGING, OpenApiParameter("before_id", int)],
+    )
     def list(self, request):
         """The caller's messages (or one thread with `other_user_id`), newest first."""
         other = request.query_params.get("other_user_id")
@@ -79,10 +85,11 @@ class MessageViewSet(viewsets.ViewSet):
             return ok(payload, "Message sent", status.HTTP_201_CREATED)
         return ok(payload, "Message already stored (same client_id)")
 
+    @extend_schema(parameters=MESSAGE_ID)
     def retrieve(self, request, pk=None):
         return ok(queries.visible_message(request.user.pk, parse_id(pk, "id")))
 
-    @extend_schema(request=EditMessageInput)
+    @extend_schema(request=EditMessageInput, parameters=MESSAGE_ID)
     def partial_update(self, request, pk=None):
         message_id = parse_id(pk, "id")
         data = _valid(EditMessageInput, request.data)
@@ -90,11 +97,13 @@ class MessageViewSet(viewsets.ViewSet):
 
     update = partial_update
 
+    @extend_schema(parameters=MESSAGE_ID, responses={200: OpenApiTypes.OBJECT})  # 200 with a body, not 204
     def destroy(self, request, pk=None):
         message_id = parse_id(pk, "id")
         actions.do_delete_message(request.user.pk, message_id)
         return ok({"id": message_id, "deleted": True}, "Message deleted")
 
+    @extend_schema(request=None, parameters=MESSAGE_ID)
     @action(detail=True, methods=["post"])
     def mark_read(self, request, pk=None):
         message_id = parse_id(pk, "id")
