@@ -143,6 +143,34 @@ def test_anonymous_gets_401_everywhere(client_for, alice, bob, method, path, bod
     assert side(bob, alice).unread_count == 1
 
 
+# What a stranger (carol) and a participant (alice, the sender) get from each endpoint.
+STRANGER_STATUS = [200, 200, 200, 201, 404, 404, 404, 404, 404, 200, 200, 200]
+PARTICIPANT_STATUS = [200, 200, 200, 201, 200, 200, 200, 200, 200, 200, 200, 200]
+
+
+@pytest.mark.parametrize(
+    "method,path,body,status", [(*e, s) for e, s in zip(ENDPOINTS, STRANGER_STATUS)], ids=[f"{m} {p}" for m, p, _ in ENDPOINTS]
+)
+def test_stranger_matrix(as_carol, alice, bob, method, path, body, status):
+    """A stranger gets 404 for the message and empty/no-op answers elsewhere; alice and bob's data is untouched."""
+    message = send(alice, bob, "secret")
+    response = _call(as_carol, method, path, body, mid=message.pk, bob=bob.pk)
+    assert response.status_code == status, response.content
+    assert "secret" not in response.content.decode()
+    stored = Message.objects.get(pk=message.pk)
+    assert (stored.content, stored.edited_at) == ("secret", None)
+    assert (side(bob, alice).unread_count, side(alice, bob).cleared_before_id) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    "method,path,body,status", [(*e, s) for e, s in zip(ENDPOINTS, PARTICIPANT_STATUS)], ids=[f"{m} {p}" for m, p, _ in ENDPOINTS]
+)
+def test_participant_matrix(as_alice, alice, bob, method, path, body, status):
+    """The sender gets a success envelope from every endpoint."""
+    message = send(alice, bob, "mine")
+    data_of(_call(as_alice, method, path, body, mid=message.pk, bob=bob.pk), status)
+
+
 @pytest.mark.parametrize(
     "header",
     ["Bearer not-a-jwt", "Bearer ", "Token abc", "Bearer a.b.c"],
