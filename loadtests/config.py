@@ -25,6 +25,7 @@ class Scenario:
     connect_timeout: float
     receive_timeout: float
     sync_start: float = 0.0
+    inbox: bool = True
     thresholds: dict = field(default_factory=dict)
     server_env: dict = field(default_factory=dict)
 

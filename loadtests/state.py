@@ -6,7 +6,7 @@ import secrets
 
 import gevent.event
 
-from .tracker import Tracker
+from .tracker import PATHS, Tracker
 
 logger = logging.getLogger("loadtests")
 
@@ -30,7 +30,11 @@ class ProcessState:
         self.http_base = http_base.rstrip("/")
         self.ws_base = ws_base.rstrip("/")
         self._on_path, self._on_anomaly = on_path, on_anomaly
-        self.tracker = Tracker(self.run_id, on_path, on_anomaly)
+        self.tracker = self._new_tracker()
+
+    def _new_tracker(self):
+        paths = PATHS if self.scenario.inbox else ("sender_echo", "partner_room")
+        return Tracker(self.run_id, self._on_path, self._on_anomaly, paths)
 
     def accept_setup(self, data):
         """The master's setup message: this process's accounts, the run id, the start time."""
@@ -38,7 +42,7 @@ class ProcessState:
         self.start_at = data.get("start_at")
         accounts = data["accounts"]
         self.pairs = [(accounts[i], accounts[i + 1]) for i in range(0, len(accounts) - 1, 2)]
-        self.tracker = Tracker(self.run_id, self._on_path, self._on_anomaly)
+        self.tracker = self._new_tracker()
         self.setup_received.set()
         logger.info("run %s: %d account pairs for this process", self.run_id, len(self.pairs))
 

@@ -68,8 +68,9 @@ class Tracker:
     """Outstanding messages of one process. `on_path(path, ms, complete_ms_or_None)` is fired
     for every first arrival; `on_anomaly(kind, path)` for duplicates, reorders and strays."""
 
-    def __init__(self, run_id, on_path, on_anomaly):
+    def __init__(self, run_id, on_path, on_anomaly, paths=PATHS):
         self.run_id = run_id
+        self.expected_bits = sum(BIT[p] for p in paths)  # room-only runs expect two paths
         self.on_path = on_path
         self.on_anomaly = on_anomaly
         self.pending = {}  # (sender, seq) -> [intended, missing bits, conversation key]
@@ -78,7 +79,7 @@ class Tracker:
         self.completed = 0
 
     def expect(self, sender, seq, intended, conversation):
-        self.pending[(sender, seq)] = [intended, ALL_BITS, conversation]
+        self.pending[(sender, seq)] = [intended, self.expected_bits, conversation]
         self.sent += 1
 
     def forget(self, sender, seq):

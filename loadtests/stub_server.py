@@ -1,0 +1,104 @@
+"""A protocol stub that costs almost nothing, to measure the load generator's own capacity.
+
+    python -m loadtests.stub_server --port 18210
+
+Speaks the legacy room and inbox sockets (docs/protocol.md) with no database, no
+authentication check (the token's `user_id` claim is trusted), and fan-out with
+websockets' broadcast: whatever rate the load tester reaches against it is the ceiling
+of the load generator on this machine, not of the chat server.
+"""
+
+import argparse
+import asyncio
+import itertools
+import json
+import re
+import urllib.parse
+from collections import defaultdict
+from datetime import datetime, timezone
+
+from websockets.asyncio.server import broadcast, serve
+from websockets.http11 import Response
+
+from habitto_client.tokens import jwt_user_id
+
+ROOM = re.compile(r"/ws/chat/(\d+)-(\d+)/")
+INBOX = re.compile(r"/ws/(?:chat/inbox|notifications)/(\d+)/")
+
+
+class Stub:
+    def __init__(self):
+        self.rooms = defaultdict(set)
+        self.inboxes = defaultdict(set)
+        self.ids = itertools.count(1)
+
+    async def handler(self, conn):
+        path, _, query = conn.request.path.partition("?")
+        token = urllib.parse.parse_qs(query).get("token", [""])[0]
+        try:
+            user_id = jwt_user_id(token)
+        except Exception:
+            await conn.close(4401, "bad token")
+            return
+        if match := ROOM.fullmatch(path):
+            await self.room(conn, (int(match[1]), int(match[2])), user_id)
+        elif match := INBOX.fullmatch(path):
+            owner = int(match[1])
+            self.inboxes[owner].add(conn)
+            try:
+                await conn.wait_closed()
+            finally:
+                self.inboxes[owner].discard(conn)
+        else:
+            await conn.close(4404, "unknown path")
+
+    async def room(self, conn, key, user_id):
+        members = self.rooms[key]
+        members.add(conn)
+        try:
+            async for raw in conn:
+                frame = json.loads(raw)
+                sender, receiver, content = frame["sender"], frame["receiver"], frame["content"]
+                message_id = next(self.ids)
+                created = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+                broadcast(members, json.dumps({
+                    "id": message_id, "sender": sender, "receiver": receiver, "content": content,
+                    "created_at": created, "edited_at": None, "is_read": False, "client_id": None,
+                }))
+                for owner, other in ((sender, receiver), (receiver, sender)):
+                    if self.inboxes.get(owner):
+                        broadcast(self.inboxes[owner], json.dumps({
+                            "message_id": message_id, "sender": sender, "receiver": receiver,
+                            "content": content, "created_at": created, "counterpart_id": other,
+                            "counterpart_username": f"user{other}", "counterpart_full_name": f"user{other}",
+                            "counterpart_profile_picture": None,
+                        }))
+        finally:
+            members.discard(conn)
+
+
+def health(connection, request):
+    if request.path == "/healthz":
+        return connection.respond(200, '{"status": "ok"}\n')
+    return None
+
+
+async def main(host, port):
+    stub = Stub()
+    async with serve(stub.handler, host, port, process_request=health, compression=None,
+                     max_queue=None, ping_interval=None) as server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=18210)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main(args.host, args.port))
