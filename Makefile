@@ -7,11 +7,16 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORTS ?= 8000,8001
 PYTEST_ARGS ?=
+# The tests that use Django's test database run a second time on PostgreSQL.
+POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+DB_TESTS := tests/test_accounts.py $(wildcard tests/test_chat_*.py)
+CURRENT_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python) $(shell command -v python3.12 2>/dev/null))
+CURRENT_VENV ?= .venv-django-current
 
 export PYTHONPATH := $(CURDIR)/stack:$(CURDIR)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv run migrate demo-users test test-postgres up down logs loadtest health bench clean
+.PHONY: help venv run test test-sqlite test-postgres test-django-current clean
 
 help:
 	@echo "make run    serve the backend on $(HOST) ports $(PORTS) (SQLite, in-memory layer)"
@@ -34,12 +39,40 @@ run: venv
 	$(PY) stack/manage.py seed_demo_users
 	HOST=$(HOST) PORTS=$(PORTS) $(PY) -m chatserver.serve
 
+# The whole suite on SQLite, then the database tests on PostgreSQL. Services that are
+# missing are skipped loudly; with REQUIRE_SERVICES=1 (CI) they fail instead.
 test: export DEBUG ?= 1
-test: venv
+test: test-sqlite test-postgres
+
+test-sqlite: export DEBUG ?= 1
+test-sqlite: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+test-postgres: export DEBUG ?= 1
+test-postgres: venv
+	@if $(PY) -c "import sys; from tests.support.services import check_postgres; sys.exit(not check_postgres('$(POSTGRES_TEST_URL)')[0])"; then \
+		echo "== database tests again on PostgreSQL ($(POSTGRES_TEST_URL))"; \
+		DATABASE_URL=$(POSTGRES_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS) $(DB_TESTS); \
+	elif [ "$$REQUIRE_SERVICES" = 1 ]; then \
+		echo "REQUIRE_SERVICES=1 but PostgreSQL is not reachable at $(POSTGRES_TEST_URL)"; exit 1; \
+	else \
+		echo "*** SKIPPED: PostgreSQL not reachable at $(POSTGRES_TEST_URL); database tests ran on SQLite only ***"; \
+	fi
+
+# The chat app and accounts against the current Django release (needs Python >= 3.12).
+test-django-current: export DEBUG ?= 1
+test-django-current:
+	@if [ -z "$(CURRENT_PYTHON)" ]; then \
+		if [ "$$REQUIRE_SERVICES" = 1 ]; then echo "REQUIRE_SERVICES=1 but no Python 3.12 for the current Django"; exit 1; fi; \
+		echo "*** SKIPPED: no Python 3.12 found (CURRENT_PYTHON=...) for Django 6.1 ***"; exit 0; fi; \
+	test -x $(CURRENT_VENV)/bin/python || $(CURRENT_PYTHON) -m venv $(CURRENT_VENV); \
+	$(CURRENT_VENV)/bin/python -m pip install --quiet -r requirements/dev.txt && \
+	$(CURRENT_VENV)/bin/python -m pip install --quiet -r requirements/django-current.txt && \
+	$(CURRENT_VENV)/bin/python -m django --version && \
+	$(CURRENT_VENV)/bin/python -m pytest $(PYTEST_ARGS) $(DB_TESTS)
+
 clean:
-	rm -rf $(VENV) var results .pytest_cache
+	rm -rf $(VENV) $(CURRENT_VENV) var results .pytest_cache
 
 # Targets owned by each part of the tooling (Docker stack, load tester, on-call checks).
 -include mk/*.mk
