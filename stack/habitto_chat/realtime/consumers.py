@@ -54,14 +54,22 @@ class ChatSocket(AsyncWebsocketConsumer):
     user_id = None
     v2 = False
     _registered = False
+    _accepted = False
     _closing = False
     _writer = None
     _expiry = None
 
     async def connect(self):
-        # Accept first: a refusal before accept is a bare HTTP 403, and the client
-        # would never see which close code applies.
-        await self.accept(self.scope.get("chat_subprotocol"))
+        # Register before accepting: once the client sees the handshake complete, it
+        # misses no frame (frames pushed meanwhile wait in the outbox until accept).
+        # Refuse after accepting: a refusal before accept is a bare HTTP 403, and the
+        # client would never see which close code applies.
+        self._outbox = deque()
+        self._base_url = base_url(self.scope)
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        # Legacy sockets must carry nothing but what the shipped app reads; everything
+        # else (acks, edits, reads, typed errors) is for clients that ask for protocol 2.
+        self.v2 = query.get("protocol") == [wire.PROTOCOL_2]
         try:
             if self.scope.get("auth_failure"):
                 raise Refused(UNAUTHENTICATED, self.scope["auth_failure"])
@@ -73,15 +81,14 @@ class ChatSocket(AsyncWebsocketConsumer):
                 raise Refused(TOO_MANY_SOCKETS, "too many sockets for this user")
         except Refused as refusal:
             self.user_id = None
+            await self.accept(self.scope.get("chat_subprotocol"))
             await self.close(code=refusal.code, reason=refusal.reason)
             return
         self._registered = True
-        self._outbox = deque()
-        self._base_url = base_url(self.scope)
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        # Legacy sockets must carry nothing but what the shipped app reads; everything
-        # else (acks, edits, reads, typed errors) is for clients that ask for protocol 2.
-        self.v2 = query.get("protocol") == [wire.PROTOCOL_2]
+        await self.accept(self.scope.get("chat_subprotocol"))
+        self._accepted = True
+        if self._outbox and self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
         remaining = self.scope["token_exp"] - time.time()
         self._expiry = asyncio.get_running_loop().call_later(max(remaining, 0), self._token_expired)
 
@@ -133,7 +140,7 @@ class ChatSocket(AsyncWebsocketConsumer):
             self._close_soon(SLOW_CONSUMER, "too slow reading frames")
             return
         self._outbox.append(text)
-        if self._writer is None:
+        if self._writer is None and self._accepted:
             self._writer = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self):
