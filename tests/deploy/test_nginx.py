@@ -1,0 +1,118 @@
+"""The nginx example in deploy/nginx/ works: HTTP and the WebSocket upgrade through nginx
+to two real server processes that share PostgreSQL and Redis."""
+
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+import websocket
+
+from tests.support import services
+from tests.support.live import REPO_DIR, LiveServer, free_port, http_json, manage, server_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+NGINX_MAIN = """
+daemon off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 256; }}
+http {{
+    access_log {dir}/access.log;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    include {dir}/habitto-chat.conf;
+}}
+"""
+
+
+@pytest.fixture
+def nginx_binary():
+    path = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    services.require("nginx", path is not None, "no nginx binary (apt-get install nginx)")
+    return path
+
+
+@pytest.fixture
+def two_servers(tmp_path, postgres_database, redis_url):
+    env = server_env(tmp_path / "state", database_url=postgres_database, redis_url=redis_url)
+    manage(env, "migrate", "--noinput")
+    users = json.loads(manage(env, "create_loadtest_users", "--count", "2", "--prefix", "nginxe2e",
+                              "--password", "Nginx-e2e-pass-1"))
+    servers = [LiveServer(env, [free_port()], tmp_path / f"server{i}.log") for i in (1, 2)]
+    for server in servers:
+        server.start()
+    yield servers, users
+    for server in servers:
+        server.stop()
+
+
+def _receive(sock, timeout=5):
+    sock.settimeout(timeout)
+    return json.loads(sock.recv())
+
+
+def test_nginx_example_proxies_http_and_websockets(tmp_path, nginx_binary, two_servers):
+    """Login over HTTP and a room message over sockets, all through nginx, across both processes."""
+    servers, users = two_servers
+    port = free_port()
+    conf = (REPO_DIR / "deploy/nginx/habitto-chat.conf").read_text()
+    conf = conf.replace("127.0.0.1:8000", f"127.0.0.1:{servers[0].ports[0]}")
+    conf = conf.replace("127.0.0.1:8001", f"127.0.0.1:{servers[1].ports[0]}")
+    assert "listen 80;" in conf
+    conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    (tmp_path / "habitto-chat.conf").write_text(conf)
+    (tmp_path / "nginx.conf").write_text(NGINX_MAIN.format(dir=tmp_path))
+    nginx = subprocess.Popen([nginx_binary, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                status, body = http_json("GET", base + "/healthz", timeout=2)
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "error.log").read_text()
+            time.sleep(0.1)
+
+        tokens = []
+        for user in users:
+            status, body = http_json("POST", base + "/api/login/",
+                                     {"username": user["username"], "password": user["password"]})
+            assert status == 200, body
+            tokens.append(body["data"]["access"])
+        (a, b), (token_a, token_b) = [u["id"] for u in users], tokens
+        low, high = sorted((a, b))
+        ws = f"ws://127.0.0.1:{port}"
+        # least_conn puts the second socket on the other process: the message crosses Redis.
+        room_b = websocket.create_connection(f"{ws}/ws/chat/{low}-{high}/?token={token_b}", timeout=5)
+        room_a = websocket.create_connection(f"{ws}/ws/chat/{low}-{high}/?token={token_a}", timeout=5)
+        inbox_b = websocket.create_connection(f"{ws}/ws/chat/inbox/{b}/?token={token_b}", timeout=5)
+        time.sleep(0.3)  # both processes' hubs subscribed
+        room_a.send(json.dumps({"sender": a, "receiver": b, "content": "through nginx"}))
+        echo = _receive(room_a)
+        assert (echo["sender"], echo["receiver"], echo["content"]) == (a, b, "through nginx")
+        assert _receive(room_b)["id"] == echo["id"]
+        inbox = _receive(inbox_b)
+        assert (inbox["message_id"], inbox["counterpart_id"]) == (echo["id"], a)
+
+        refused = websocket.create_connection(f"{ws}/ws/chat/{low}-{high}/", timeout=5)
+        opcode, payload = refused.recv_data(control_frame=True)
+        assert opcode == websocket.ABNF.OPCODE_CLOSE
+        assert int.from_bytes(payload[:2], "big") == 4401  # the close code survives the proxy
+        for sock in (room_a, room_b, inbox_b, refused):
+            sock.close()
+        access_log = (tmp_path / "access.log").read_text()
+        assert "/api/login/" in access_log and "token=" not in access_log
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
