@@ -773,3 +773,33 @@ def test_seed_demo_users_prints_the_password_once_and_keeps_it_private(settings)
     third = run("seed_demo_users")
     assert "bob" in third and User.objects.get(username="bob").check_password(password)
     assert dict(line.split() for line in path.read_text().splitlines() if not line.startswith("#")) == pairs
+
+
+@pytest.mark.django_db
+def test_picture_upload_strips_exif_metadata(make_user, client_for, settings, tmp_path):
+    """A JPEG with EXIF (GPS, camera) is stored re-encoded, without any of it."""
+    import io as _io
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image
+
+    settings.MEDIA_ROOT = tmp_path
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # Make
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0)}  # GPSInfo
+    raw = _io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(raw, format="JPEG", exif=exif)
+    assert b"PhoneMaker" in raw.getvalue()
+    user = make_user("exifuser")
+    response = client_for(user).post(
+        "/api/profiles/me/picture/",
+        {"profile_picture": SimpleUploadedFile("me.jpg", raw.getvalue(), content_type="image/jpeg")},
+        format="multipart",
+    )
+    assert response.status_code == 200, response.content
+    user.profile.refresh_from_db()
+    stored = user.profile.profile_picture.read()
+    assert b"PhoneMaker" not in stored
+    with Image.open(_io.BytesIO(stored)) as image:
+        assert image.format == "JPEG" and image.size == (16, 16)
+        assert not image.getexif()

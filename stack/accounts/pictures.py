@@ -1,10 +1,14 @@
 """Profile picture uploads: a size limit checked before parsing, a real image in an
-allowed format (Pillow), and a random file name so uploads cannot choose paths."""
+allowed format (Pillow), re-encoded without metadata, and a random file name so
+uploads cannot choose paths."""
 
+import io
 import uuid
 
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.db import transaction
+from PIL import Image, ImageOps
 from rest_framework import serializers
 
 ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "WEBP": "webp"}
@@ -29,9 +33,24 @@ class PictureField(serializers.ImageField):
         width, height = image.size
         if width * height > MAX_PIXELS:
             self.fail("pixels")
-        file.seek(0)
-        file.name = f"{uuid.uuid4().hex}.{ALLOWED_FORMATS[image.format]}"
-        return file
+        return ContentFile(
+            _pixels_only(file, image.format), name=f"{uuid.uuid4().hex}.{ALLOWED_FORMATS[image.format]}"
+        )
+
+
+def _pixels_only(file, image_format):
+    """Re-encode the image: phone photos carry EXIF (GPS position, device, time) that every
+    other user could download with the picture."""
+    file.seek(0)
+    with Image.open(file) as image:
+        animated = getattr(image, "is_animated", False)
+        if not animated:
+            image = ImageOps.exif_transpose(image)  # keep the orientation the EXIF gave it
+        if image_format == "JPEG" and image.mode not in ("RGB", "L"):
+            image = image.convert("RGB")
+        out = io.BytesIO()
+        image.save(out, format=image_format, save_all=animated)
+    return out.getvalue()
 
 
 def replace_picture(profile, file):
