@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Backend container: serve HTTP and WebSocket on $PORTS (one uvicorn process).
+# Settings come from the environment only (compose.yaml, .env.example).
+set -o errexit -o pipefail -o nounset
+cd /app
+echo "habitto-chat: serving on ${HOST:-0.0.0.0} ports ${PORTS:-8000} (DEBUG=${DEBUG:-0})"
+exec python -m chatserver.serve --host "${HOST:-0.0.0.0}" --ports "${PORTS:-8000}" "$@"
