@@ -210,7 +210,7 @@ def do_mark_read(user_id, message_id):
 
 
 def do_mark_thread_read(user_id, other_id):
-    check_counterpart(user_id, other_id)
+    check_counterpart(user_id, other_id, must_be_active=False)
     side = participant(user_id, other_id)
     if side is not None and side.last_message_id:
         _advance_read(user_id, other_id, side.last_message_id)
@@ -233,7 +233,7 @@ def _advance_read(user_id, other_id, up_to_id):
 
 def do_clear_conversation(user_id, other_id):
     """Hide everything so far from this user only: one UPDATE of their side, O(1) in messages."""
-    check_counterpart(user_id, other_id)
+    check_counterpart(user_id, other_id, must_be_active=False)
     with transaction.atomic():
         side = Participant.objects.select_for_update().filter(user_id=user_id, other_user_id=other_id).first()
         if side is None or not side.last_message_id:

@@ -49,11 +49,16 @@ def active_user_ids(user_ids):
     return set(User._default_manager.filter(pk__in=user_ids, is_active=True).values_list("pk", flat=True))
 
 
-def check_counterpart(user_id, other_id):
-    """The other person of a conversation must exist, be active and not be the caller."""
+def check_counterpart(user_id, other_id, *, must_be_active=True):
+    """The other person of a conversation must exist, not be the caller and, to receive
+    messages, be active (a deactivated user's old conversations stay readable)."""
     if other_id == user_id:
         raise InvalidInput("You cannot message yourself.", code="self_message")
-    if other_id not in active_user_ids([other_id]):
+    if must_be_active:
+        found = other_id in active_user_ids([other_id])
+    else:
+        found = get_user_model()._default_manager.filter(pk=other_id).exists()
+    if not found:
         raise NotFound("No such user.", code="unknown_user")
 
 

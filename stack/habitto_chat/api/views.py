@@ -43,7 +43,7 @@ class MessageViewSet(viewsets.ViewSet):
         query = request.query_params
         before_id, after_id = cursor_param(query, "before_id"), cursor_param(query, "after_id")
         page_no, page_size = page_params(query)
-        check_counterpart(request.user.pk, other_id)
+        check_counterpart(request.user.pk, other_id, must_be_active=False)
         page = queries.thread_page(
             request.user.pk, other_id, before_id=before_id, after_id=after_id,
             offset=(page_no - 1) * page_size, limit=page_size,
