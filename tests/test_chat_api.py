@@ -1101,3 +1101,39 @@ def test_response_is_json_utf8(as_alice, bob):
     response = as_alice.post(API, {"receiver": bob.pk, "content": "naïve ☕"}, format="json")
     assert response["Content-Type"].startswith("application/json")
     assert json.loads(response.content.decode("utf-8"))["data"]["content"] == "naïve ☕"
+
+
+# --- a counterpart who was deactivated after chatting ----------------------------------
+
+
+@pytest.fixture
+def deactivated_bob(alice, bob):
+    """alice and bob chatted; then bob's account was deactivated."""
+    messages = [send(bob, alice, "before"), send(alice, bob, "reply")]
+    User.objects.filter(pk=bob.pk).update(is_active=False)
+    return messages
+
+
+def test_deactivated_counterpart_stays_listed(as_alice, bob, deactivated_bob):
+    """The conversation with a deactivated user is still listed, under their name."""
+    [item] = conversations(as_alice)
+    assert (item["counterpart"]["id"], item["counterpart"]["full_name"]) == (bob.pk, "Bob Brown")
+
+
+def test_thread_with_deactivated_counterpart_is_readable(as_alice, bob, deactivated_bob):
+    """A listed conversation's thread opens: its history is the caller's too."""
+    assert thread_ids(as_alice, bob) == [m.pk for m in deactivated_bob[::-1]]
+
+
+def test_mark_read_and_clear_with_deactivated_counterpart(as_alice, alice, bob, deactivated_bob):
+    """The caller can still mark the thread read and clear it."""
+    data_of(as_alice.post(MARK_THREAD_READ, {"other_user_id": bob.pk}, format="json"), 200)
+    assert side(alice, bob).unread_count == 0
+    data_of(as_alice.post(CLEAR, {"other_user_id": bob.pk}, format="json"), 200)
+    assert conversations(as_alice) == []
+
+
+def test_sending_to_deactivated_counterpart_is_404(as_alice, bob, deactivated_bob):
+    """New messages to a deactivated user are refused and not stored."""
+    error_of(as_alice.post(API, {"receiver": bob.pk, "content": "still there?"}, format="json"), 404)
+    assert Message.objects.count() == 2
