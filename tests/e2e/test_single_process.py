@@ -1,0 +1,192 @@
+"""One server process on two ports (what `make run` does, SQLite, in-memory layer): the
+room and inbox flow across the ports, refusals with their close codes, token expiry,
+oversized frames, and no token in the log."""
+
+import time
+import uuid
+
+import jwt
+import pytest
+
+from tests.support.live import LiveServer, free_port, http_json, server_env
+
+from .support import (
+    Closed,
+    Socket,
+    check_inbox_frame,
+    check_room_frame,
+    inbox_path,
+    login,
+    marker,
+    provision,
+    room_path,
+)
+
+pytestmark = pytest.mark.e2e
+
+SIGNING_KEY = "e2e-signing-key-" + uuid.uuid4().hex  # lets the test mint short-lived tokens
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from tests.support.live import manage
+
+    state = tmp_path_factory.mktemp("e2e-single")
+    env = server_env(state, JWT_SIGNING_KEY=SIGNING_KEY)
+    manage(env, "migrate", "--noinput")
+    users = provision(env, 4, "single")
+    live = LiveServer(env, [free_port(), free_port()], state / "server.log")
+    with live:
+        live.users = users
+        live.tokens = [login(live.http_url(), u) for u in users]
+        yield live
+
+
+def open_socket(server, port, path, **options):
+    return Socket(server.ws_url(port) + path, timeout=5, **options)
+
+
+def short_token(user_id, seconds):
+    """An access token like simplejwt's, expiring in `seconds`."""
+    now = int(time.time())
+    claims = {"token_type": "access", "exp": now + seconds, "iat": now, "jti": uuid.uuid4().hex,
+              "user_id": str(user_id)}
+    return jwt.encode(claims, SIGNING_KEY, algorithm="HS256")
+
+
+def test_room_and_inbox_flow_across_both_ports(server):
+    """Alice on port 1 and Bob on port 2: echo, delivery, both inboxes (and the alias),
+    a REST post on either port reaching every socket, nothing else."""
+    (a, b), (ta, tb) = server.users[:2], server.tokens[:2]
+    p1, p2 = server.ports
+    room_a = open_socket(server, p1, room_path(a["id"], b["id"], ta))
+    room_b = open_socket(server, p2, room_path(b["id"], a["id"], tb))
+    inbox_a = open_socket(server, p2, inbox_path(a["id"], ta))
+    inbox_b = open_socket(server, p1, inbox_path(b["id"], tb, alias=True))
+    sockets = [room_a, room_b, inbox_a, inbox_b]
+    try:
+        text = marker("socket ✓")
+        room_a.send_json({"sender": a["id"], "receiver": b["id"], "content": text})
+        echo = check_room_frame(room_a.recv_json(), a["id"], b["id"], text)
+        assert room_b.recv_json() == echo
+        frame_a = check_inbox_frame(inbox_a.recv_json(), a["id"], a["id"], b["id"], text)
+        frame_b = check_inbox_frame(inbox_b.recv_json(), b["id"], a["id"], b["id"], text)
+        assert frame_a["message_id"] == frame_b["message_id"] == echo["id"]
+        assert (frame_a["counterpart_username"], frame_b["counterpart_username"]) == (b["username"], a["username"])
+
+        for port in (p2, p1):
+            text = marker(f"rest via {port}")
+            status, body = http_json("POST", f"{server.http_url(port)}/api/messages/",
+                                     {"receiver": a["id"], "content": text}, token=tb)
+            assert status == 201, body
+            message = body["data"]
+            assert check_room_frame(room_a.recv_json(), b["id"], a["id"], text) == message
+            assert room_b.recv_json() == message
+            check_inbox_frame(inbox_a.recv_json(), a["id"], b["id"], a["id"], text)
+            check_inbox_frame(inbox_b.recv_json(), b["id"], b["id"], a["id"], text)
+
+        for sock in sockets:
+            assert sock.drain(0.3) == [], "no welcome, no pong, nothing unsolicited"
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_token_carriers_over_the_real_server(server):
+    """Authorization header and the subprotocol pair authenticate too; the server answers
+    with the `access_token` subprotocol."""
+    (a, b), ta = server.users[:2], server.tokens[0]
+    p1 = server.ports[0]
+    by_header = open_socket(server, p1, room_path(a["id"], b["id"]), header=[f"Authorization: Bearer {ta}"])
+    by_subprotocol = open_socket(server, p1, room_path(a["id"], b["id"]), subprotocols=["access_token", ta])
+    try:
+        assert by_subprotocol.subprotocol == "access_token"
+        text = marker("carriers")
+        by_header.send_json({"sender": a["id"], "receiver": b["id"], "content": text})
+        echo = check_room_frame(by_header.recv_json(), a["id"], b["id"], text)
+        assert by_subprotocol.recv_json() == echo
+    finally:
+        by_header.close()
+        by_subprotocol.close()
+
+
+def test_refusals_carry_their_close_codes(server):
+    """4401 without or with a bad/expired token, 4403 stranger/other inbox/foreign origin,
+    4404 unknown path/user and a room with oneself."""
+    (a, b, c), (ta, tb, tc) = server.users[:3], server.tokens[:3]
+    expired = short_token(a["id"], -5)
+    cases = [
+        (room_path(a["id"], b["id"]), {}, 4401),
+        (room_path(a["id"], b["id"], "not-a-token"), {}, 4401),
+        (room_path(a["id"], b["id"], expired), {}, 4401),
+        (inbox_path(a["id"], jwt.encode({"user_id": a["id"]}, "a-wrong-signing-key-of-sufficient-length-0123")), {}, 4401),
+        (room_path(a["id"], b["id"], tc), {}, 4403),
+        (inbox_path(b["id"], ta), {}, 4403),
+        (inbox_path(a["id"], ta), {"origin": "https://evil.example"}, 4403),
+        ("/ws/nothing/?token=" + ta, {}, 4404),
+        (room_path(a["id"], 10**9, ta), {}, 4404),
+        (f"/ws/chat/{a['id']}-{a['id']}/?token={ta}", {}, 4404),
+    ]
+    for path, options, code in cases:
+        sock = open_socket(server, server.ports[1], path, **options)
+        try:
+            assert sock.wait_closed(5) == code, path
+        finally:
+            sock.close()
+
+
+def test_token_expiry_closes_the_socket(server):
+    """A socket opened with a token that expires in 2 s is closed with 4401 at expiry."""
+    a, b = server.users[:2]
+    token = short_token(a["id"], 2)
+    sock = open_socket(server, server.ports[0], room_path(a["id"], b["id"], token))
+    try:
+        text = marker("before expiry")
+        sock.send_json({"sender": a["id"], "receiver": b["id"], "content": text})
+        check_room_frame(sock.recv_json(), a["id"], b["id"], text)
+        started = time.monotonic()
+        assert sock.wait_closed(6) == 4401
+        assert time.monotonic() - started < 4
+    finally:
+        sock.close()
+
+
+def test_bad_input_over_the_real_server(server):
+    """Error frames for bad input and the socket stays usable; a frame over the size limit
+    is refused by the server (close 1009) and nothing is stored."""
+    (a, b), (ta, tb) = server.users[2:4], server.tokens[2:4]
+    sock = open_socket(server, server.ports[0], room_path(a["id"], b["id"], ta))
+    try:
+        for text, code in [("{oops", "invalid_json"), ("[]", "invalid_frame"),
+                           ('{"sender": true, "receiver": 1, "content": "x"}', "invalid_frame")]:
+            sock.send_text(text)
+            frame = sock.recv_json()
+            assert set(frame) == {"error", "code"} and frame["code"] == code
+        sock.ws.send_binary(b'{"sender": 1}')
+        assert sock.recv_json()["code"] == "binary_frame"
+        text = marker("still usable")
+        sock.send_json({"sender": a["id"], "receiver": b["id"], "content": text})
+        check_room_frame(sock.recv_json(), a["id"], b["id"], text)
+
+        huge = {"sender": a["id"], "receiver": b["id"], "content": "h" * 70_000}
+        sock.send_json(huge)
+        assert sock.wait_closed(5) == 1009
+    finally:
+        sock.close()
+    status, body = http_json("GET", f"{server.http_url()}/api/messages/thread/?other_user_id={b['id']}&page_size=100",
+                             token=ta)
+    assert status == 200
+    assert [m["content"] for m in body["data"]["results"]] == [text]
+
+
+def test_tokens_never_reach_the_log(server):
+    """Access-log lines show `token=[redacted]`; no JWT (`eyJ...`) appears anywhere in the log."""
+    a, ta = server.users[0], server.tokens[0]
+    sock = open_socket(server, server.ports[1], inbox_path(a["id"], ta))
+    sock.close()
+    status, _ = http_json("GET", f"{server.http_url()}/healthz?token={ta}")
+    assert status == 200
+    time.sleep(0.5)  # let the server flush its log lines
+    log = server.log_path.read_text(errors="replace")
+    assert "token=[redacted]" in log
+    assert "eyJ" not in log
