@@ -1,0 +1,82 @@
+"""Two server processes, one port each, sharing PostgreSQL and Redis (a deployment's
+layout): events cross between them live, in both directions."""
+
+import pytest
+
+from tests.support.live import LiveServer, free_port, http_json, manage, server_env
+
+from .support import (
+    Socket,
+    check_inbox_frame,
+    check_room_frame,
+    inbox_path,
+    login,
+    marker,
+    provision,
+    room_path,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
+
+
+def ready(server):
+    status, body = http_json("GET", f"{server.http_url()}/readyz", timeout=10)
+    return status == 200 and body["checks"]["redis"]["ok"] and body["checks"]["channel_layer"]["ok"]
+
+
+@pytest.fixture
+def two_servers(tmp_path, postgres_database, redis_url):
+    env = server_env(tmp_path, database_url=postgres_database, redis_url=redis_url)
+    manage(env, "migrate", "--noinput")
+    users = provision(env, 2, "pair")
+    first = LiveServer(env, [free_port()], tmp_path / "first.log")
+    second = LiveServer(env, [free_port()], tmp_path / "second.log")
+    with first, second:
+        for server in (first, second):
+            wait_for(lambda: ready(server), 15, what="readiness with Redis")
+        yield first, second, users
+
+
+def test_http_post_on_one_process_reaches_sockets_on_the_other(two_servers):
+    """A message posted over HTTP to process 1 reaches, live, room and inbox sockets held on
+    process 2; a socket send on process 2 reaches sockets on process 1."""
+    first, second, (a, b) = two_servers
+    ta, tb = login(first.http_url(), a), login(second.http_url(), b)
+    ws2 = second.ws_url()
+    room_a2 = Socket(ws2 + room_path(a["id"], b["id"], ta))
+    room_b2 = Socket(ws2 + room_path(a["id"], b["id"], tb))
+    inbox_a2 = Socket(ws2 + inbox_path(a["id"], ta))
+    inbox_b2 = Socket(ws2 + inbox_path(b["id"], tb, alias=True))
+    room_a1 = Socket(first.ws_url() + room_path(a["id"], b["id"], ta))
+    inbox_b1 = Socket(first.ws_url() + inbox_path(b["id"], tb))
+    sockets = [room_a2, room_b2, inbox_a2, inbox_b2, room_a1, inbox_b1]
+    try:
+        text = marker("over HTTP to process 1")
+        status, body = http_json("POST", f"{first.http_url()}/api/messages/",
+                                 {"receiver": b["id"], "content": text}, token=ta)
+        assert status == 201, body
+        message = body["data"]
+        same = lambda frame: frame.get("content") == text  # noqa: E731 (a shared Redis may carry others' events)
+        for sock in (room_a2, room_b2, room_a1):
+            assert check_room_frame(sock.recv_until(same, 5), a["id"], b["id"], text) == message
+        check_inbox_frame(inbox_a2.recv_until(same, 5), a["id"], a["id"], b["id"], text)
+        for sock in (inbox_b2, inbox_b1):
+            frame = check_inbox_frame(sock.recv_until(same, 5), b["id"], a["id"], b["id"], text)
+            assert frame["message_id"] == message["id"] and frame["counterpart_username"] == a["username"]
+
+        text = marker("socket on process 2")
+        same = lambda frame: frame.get("content") == text  # noqa: E731
+        room_b2.send_json({"sender": b["id"], "receiver": a["id"], "content": text})
+        echo = check_room_frame(room_b2.recv_until(same, 5), b["id"], a["id"], text)
+        assert room_a1.recv_until(same, 5) == echo
+        assert room_a2.recv_until(same, 5) == echo
+        for sock in (inbox_b1, inbox_b2):
+            check_inbox_frame(sock.recv_until(same, 5), b["id"], b["id"], a["id"], text)
+        check_inbox_frame(inbox_a2.recv_until(same, 5), a["id"], b["id"], a["id"], text)
+
+        for sock in sockets:  # exactly one frame per message per socket
+            assert [f for f in sock.drain(0.5) if f.get("content", "").startswith(("over HTTP", "socket on"))] == []
+    finally:
+        for sock in sockets:
+            sock.close()
