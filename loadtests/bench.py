@@ -1,0 +1,479 @@
+"""`make bench`: the backend's performance targets, measured with the load tester.
+
+    python -m loadtests.bench --mode quick            # a few minutes, smaller numbers (default)
+    python -m loadtests.bench --mode full             # the figures of docs/benchmarks.md
+    python -m loadtests.bench --only latency,queries  # some phases
+
+Phases (each on a fresh throwaway server: python -m chatserver.serve, DEBUG=1, SQLite in a
+temporary STATE_DIR, in-memory channel layer, i.e. `make run`):
+
+  generator   the load generator's own capacity, against loadtests/stub_server.py
+  throughput  flood: delivered msgs/s from one server process; every message persisted
+  latency     paced sweep: complete fan-out p50/p95/p99 against the offered rate (PNG plot)
+  idle        N idle authenticated inbox sockets: server RSS per socket (with and without
+              permessage-deflate), and fan-out latency at 1,000 msgs/s while they are open
+  queries     M stored messages, one user with P conversations: conversation list and
+              thread page times (sequential requests over one keep-alive connection)
+
+The benchmark servers allow 1,000 sends/s per user (CHAT_SEND_RATE) so that the per-user
+limit does not cap a flood, and tokens are issued directly (loadtests/mint_tokens.py)
+instead of logging in: a login costs a password hash. Results: <out>/bench.json, the
+per-run Locust reports, and fanout_latency.png. Nothing here asserts the targets.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from . import accounts as account_store
+from .server import REPO_DIR, LocalServer, free_port, manage
+
+MODES = {
+    "quick": {
+        "duration": 8, "gen_full": [1000, 2000], "gen_room": [3000],
+        "flood": [("room only", False, 4000, 50)], "sweep": [250, 1000],
+        "idle_sockets": 1000, "idle_deflate": [False], "messages": 100_000, "partners": 100,
+        "others": 100, "requests": 100,
+    },
+    "full": {
+        "duration": 20, "gen_full": [1000, 2000, 3000, 4000], "gen_room": [3000, 6000],
+        "flood": [("room only", False, 4000, 50), ("room only", False, 5000, 200), ("room + inbox", True, 4000, 200)],
+        "sweep": [250, 500, 1000, 1500, 2000],
+        "idle_sockets": 10_000, "idle_deflate": [False, True], "messages": 1_000_000, "partners": 1000,
+        "others": 2000, "requests": 300,
+    },
+}
+PHASES = ["generator", "throughput", "latency", "idle", "queries"]
+BENCH_ENV = {"CHAT_SEND_RATE": "1000", "CHAT_SEND_BURST": "1000", "ACCESS_TOKEN_MINUTES": "240",
+             "LOG_LEVEL": "WARNING", "ACCESS_LOG": "0"}
+CONVERSATIONS = 50  # Locust users in every paced or flood run: 100 accounts, 200 sockets
+
+
+def log(text):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+# -- the machine -------------------------------------------------------------------------------
+
+def machine():
+    model = ""
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as handle:
+        mem_kb = int(handle.readline().split()[1])
+    versions = {}
+    for name in ("Django", "channels", "uvicorn", "websockets", "uvloop", "locust", "websocket-client"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"nproc": os.cpu_count(), "cpu_model": model, "memory_gb": round(mem_kb / 1024 / 1024, 1),
+            "python": platform.python_version(), "kernel": platform.release(), "versions": versions,
+            "nofile_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
+
+
+def cpu_busy():
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as handle:
+        fields = [int(x) for x in handle.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+class Usage:
+    """CPU used by the server process and by the whole machine while a block runs."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def __enter__(self):
+        self.t0, self.s0, self.m0 = time.monotonic(), self.server.cpu_seconds(), cpu_busy()
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.monotonic() - self.t0
+        busy, total = cpu_busy()
+        self.result = {
+            "wall_s": round(wall, 1),
+            "server_cpu": round((self.server.cpu_seconds() - self.s0) / wall, 2),  # cores
+            "machine_busy": round((busy - self.m0[0]) / max(1, total - self.m0[1]) * os.cpu_count(), 2),
+            "loadavg_1m": os.getloadavg()[0],
+        }
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def start_server(out, name, extra=None):
+    env = {**BENCH_ENV, **(extra or {})}
+    server = LocalServer(env, log_path=out / f"{name}_server.log")
+    server.migrate()
+    server.start()
+    return server
+
+
+def provision(server, count, out, name):
+    """`count` accounts with access tokens (no logins); returns the tokens file."""
+    plain = out / f"{name}_accounts.json"
+    account_store.provision_local(count, account_store.new_prefix(), account_store.new_password(), plain,
+                                  env=server.env)
+    tokens = out / f"{name}_tokens.json"
+    subprocess.run([sys.executable, "-m", "loadtests.mint_tokens", "--accounts", str(plain), "--output", str(tokens)],
+                   env=server.env, cwd=REPO_DIR, check=True, timeout=600)
+    return tokens
+
+
+def loadtest(http_base, ws_base, accounts_file, out, label, inbox=True, rate=1000, duration=20, users=CONVERSATIONS,
+             drain=15):
+    """One Locust run of the `bench` scenario; returns its summary (plus the exit code)."""
+    results = out / label.replace(" ", "_").replace("/", "_")
+    per_user = rate / (2 * users)
+    cmd = [sys.executable, "-m", "loadtests.run", "--scenario", "bench", "--target", http_base,
+           "--target-ws", ws_base, "--accounts", str(accounts_file), "--results", str(results),
+           "--set", f"users={users}", "--set", f"rate_per_user={per_user}", "--set", f"duration={duration}",
+           "--set", f"inbox={'true' if inbox else 'false'}", "--set", f"drain={drain}",
+           "--set", f"spawn_rate={users}"]
+    proc = subprocess.run(cmd, cwd=REPO_DIR, capture_output=True, text=True,
+                          timeout=duration + drain + 300)
+    (results / "output.txt").parent.mkdir(parents=True, exist_ok=True)
+    (results / "output.txt").write_text(proc.stdout + proc.stderr)
+    summary_file = results / "bench_summary.json"
+    if not summary_file.exists():
+        raise RuntimeError(f"{label}: no summary (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+    summary = json.loads(summary_file.read_text())
+    summary["exit_code"] = proc.returncode
+    return summary
+
+
+def brief(summary):
+    c = summary["fanout"]["complete"]
+    p = summary["fanout"]["partner_room"]
+    return {
+        "offered": summary["offered_per_second"], "sent": summary["sent"],
+        "delivered_per_s": round(p.get("per_second") or 0, 1),
+        "complete_p50": c.get("p50"), "complete_p95": c.get("p95"), "complete_p99": c.get("p99"),
+        "complete_max": c.get("max") and round(c["max"], 1),
+        "partner_room_p99": p.get("p99"), "send_lag_p99": summary["send_lag_p99_ms"],
+        "lost": summary["lost"], "duplicated": summary["duplicated"], "out_of_order": summary["out_of_order"],
+        "errors": summary["other_failures"], "passed": summary["passed"],
+    }
+
+
+def count_messages(server):
+    out = manage(server.env, "shell", "-c",
+                 "from habitto_chat.models import Message; print(Message.objects.count())")
+    return int(out.strip().splitlines()[-1])
+
+
+def percentiles(samples):
+    ordered = sorted(samples)
+
+    def at(q):
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+    return {"n": len(ordered), "p50": round(statistics.median(ordered), 2), "p95": at(0.95),
+            "p99": at(0.99), "max": round(ordered[-1], 2)}
+
+
+# -- phases ---------------------------------------------------------------------------------------------
+
+def phase_generator(cfg, out):
+    """Locust against the protocol stub: what one load-generator process can drive."""
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=f"{REPO_DIR / 'stack'}{os.pathsep}{REPO_DIR}")
+    stub = subprocess.Popen([sys.executable, "-m", "loadtests.stub_server", "--port", str(port)], env=env,
+                            cwd=REPO_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        from habitto_client.tokens import jwt_claims  # noqa: F401  (the stub trusts unsigned tokens)
+        accounts = [{"id": i, "username": f"stub{i}", "password": "", "access": _unsigned_jwt(i)}
+                    for i in range(1, 2 * CONVERSATIONS + 3)]
+        accounts_file = out / "stub_accounts.json"
+        account_store.save(accounts, accounts_file)
+        runs = []
+        for inbox, rates in ((True, cfg["gen_full"]), (False, cfg["gen_room"])):
+            for rate in rates:
+                label = f"generator {'room+inbox' if inbox else 'room only'} {rate}"
+                log(label)
+                s = loadtest(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", accounts_file, out, label,
+                             inbox=inbox, rate=rate, duration=cfg["duration"], drain=10)
+                runs.append({"label": label, "inbox": inbox, **brief(s)})
+                log(f"  -> {runs[-1]}")
+        return {"runs": runs}
+    finally:
+        stub.terminate()
+        stub.wait(10)
+
+
+def _unsigned_jwt(user_id):
+    import base64
+
+    def b64(obj):
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{b64({'alg': 'none'})}.{b64({'user_id': user_id})}.stub"
+
+
+def phase_throughput(cfg, out):
+    runs = []
+    for label, inbox, rate, users in cfg["flood"]:
+        name = f"throughput_{'inbox' if inbox else 'room'}_{users}"
+        server = start_server(out, name)
+        try:
+            tokens = provision(server, 2 * users + 2, out, name)
+            before = count_messages(server)
+            log(f"throughput flood {label}, {users} conversations: {rate} msgs/s offered")
+            with Usage(server) as usage:
+                s = loadtest(server.http_base, server.ws_base, tokens, out, f"throughput {label} {users}",
+                             inbox=inbox, rate=rate, duration=cfg["duration"], users=users)
+            stored = count_messages(server) - before
+            runs.append({"label": label, "inbox": inbox, "conversations": users, **brief(s), "stored": stored,
+                         "stored_equals_sent": stored == s["sent"], **usage.result})
+            log(f"  -> {runs[-1]}")
+        finally:
+            server.stop()
+    return {"runs": runs}
+
+
+def phase_latency(cfg, out):
+    server = start_server(out, "latency")
+    runs = []
+    try:
+        tokens = provision(server, 2 * CONVERSATIONS + 2, out, "latency")
+        for rate in cfg["sweep"]:
+            log(f"latency: {rate} msgs/s paced, room + inbox")
+            with Usage(server) as usage:
+                s = loadtest(server.http_base, server.ws_base, tokens, out, f"latency {rate}", rate=rate,
+                             duration=cfg["duration"] + 10)
+            runs.append({"rate": rate, **brief(s), **usage.result,
+                         "paths_p99": {p: s["fanout"][p].get("p99") for p in s["fanout"]}})
+            log(f"  -> {runs[-1]}")
+    finally:
+        server.stop()
+    plot_latency(runs, out / "fanout_latency.png")
+    return {"runs": runs, "plot": str(out / "fanout_latency.png")}
+
+
+def plot_latency(runs, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = [r["rate"] for r in runs]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for key, style in (("complete_p50", "o-"), ("complete_p95", "s-"), ("complete_p99", "^-")):
+        left.plot(rates, [r[key] for r in runs], style, label=key.replace("complete_", ""))
+    left.axhline(50, color="red", linestyle="--", linewidth=1, label="target p99 ≤ 50 ms at 1,000/s")
+    left.axvline(1000, color="grey", linestyle=":", linewidth=1)
+    left.set(xlabel="offered messages/s (paced, 100 senders)", ylabel="complete fan-out latency (ms)",
+             title="Complete fan-out (all 4 deliveries)")
+    left.set_yscale("log")
+    left.legend(fontsize=8)
+    left.grid(alpha=0.3)
+    delivered = [r["delivered_per_s"] for r in runs]
+    right.plot(rates, delivered, "o-", label="delivered to partner room")
+    right.plot(rates, rates, ":", color="grey", label="offered")
+    right.set(xlabel="offered messages/s", ylabel="messages/s", title="Delivered vs offered")
+    right.legend(fontsize=8)
+    right.grid(alpha=0.3)
+    fig.suptitle("Habitto chat, one server process (SQLite, in-memory layer), generator on the same 2-core machine",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def phase_idle(cfg, out):
+    results = []
+    count = cfg["idle_sockets"]
+    for deflate in cfg["idle_deflate"]:
+        name = f"idle_{'deflate' if deflate else 'plain'}"
+        server = start_server(out, name, {"WS_PER_MESSAGE_DEFLATE": "1" if deflate else "0"})
+        try:
+            tokens = provision(server, count + 2 * CONVERSATIONS + 2, out, name)
+            everyone = json.loads(tokens.read_text())
+            active = out / f"{name}_active.json"
+            account_store.save(everyone[count:], active)
+            _warm_up(server, everyone[:20])
+            time.sleep(1)
+            rss0 = server.rss_bytes()
+            log(f"idle: opening {count} inbox sockets (deflate={deflate})")
+            holder = subprocess.Popen(
+                [sys.executable, "-m", "loadtests.idle", "--accounts", str(tokens), "--ws", server.ws_base,
+                 "--count", str(count), "--hold", "900"] + (["--deflate"] if deflate else []),
+                cwd=REPO_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            )
+            opened = json.loads(_readline(holder, 600))
+            time.sleep(3)
+            rss1 = server.rss_bytes()
+            per_socket = (rss1 - rss0) / max(1, opened["opened"])
+            log(f"  opened {opened}, RSS {rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MiB, {per_socket / 1024:.1f} KiB/socket")
+            with Usage(server) as usage:
+                s = loadtest(server.http_base, server.ws_base, active, out, f"{name} latency 1000", rate=1000,
+                             duration=cfg["duration"] + 10)
+            rss2 = server.rss_bytes()
+            holder.stdin.close()
+            closed = json.loads(_readline(holder, 120))
+            holder.wait(60)
+            results.append({
+                "deflate": deflate, "sockets": opened["opened"], "failed": opened["failed"],
+                "open_seconds": opened["seconds"], "handshakes_per_s": opened["per_second"],
+                "negotiated_deflate_sample": opened["negotiated_deflate"],
+                "rss_before_mib": round(rss0 / 2**20, 1), "rss_open_mib": round(rss1 / 2**20, 1),
+                "rss_after_run_mib": round(rss2 / 2**20, 1), "kib_per_socket": round(per_socket / 1024, 2),
+                "closed_by_server": closed["closed_by_server_meanwhile"], "latency_1000": brief(s), **usage.result,
+            })
+            log(f"  -> {results[-1]}")
+        finally:
+            server.stop()
+    return {"runs": results}
+
+
+def _readline(proc, timeout):
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    if not selector.select(timeout):
+        proc.kill()
+        raise RuntimeError(f"no answer from {proc.args[2]} within {timeout} s")
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"{proc.args[2]} exited with {proc.wait(5)}")
+    return line
+
+
+def _warm_up(server, accounts):
+    """Open and close a few sockets and send a message so every code path is loaded."""
+    from habitto_client import ChatSocket, inbox_url, room_url
+
+    a, b = accounts[0], accounts[1]
+    with ChatSocket.open(room_url(server.ws_base, a["id"], b["id"], a["access"]), timeout=10) as room:
+        room.send_message(a["id"], b["id"], "warm-up")
+        room.recv_json(10)
+    for account in accounts:
+        ChatSocket.open(inbox_url(server.ws_base, account["id"], account["access"]), timeout=10).close()
+
+
+def phase_queries(cfg, out):
+    server = LocalServer(BENCH_ENV, log_path=out / "queries_server.log")
+    try:
+        server.migrate()
+        users = out / "queries_accounts.json"
+        count = 1 + cfg["partners"] + cfg["others"]
+        account_store.provision_local(count, account_store.new_prefix(), account_store.new_password(), users,
+                                      env=server.env)
+        log(f"queries: seeding {cfg['messages']} messages, {cfg['partners']} conversations for one user")
+        seed_out = out / "queries_seed.json"
+        subprocess.run([sys.executable, "-m", "loadtests.bench_seed", "--users", str(users), "--messages",
+                        str(cfg["messages"]), "--partners", str(cfg["partners"]), "--output", str(seed_out)],
+                       env=server.env, cwd=REPO_DIR, check=True, timeout=1800)
+        seed = json.loads(seed_out.read_text())
+        server.start()
+        tokens = out / "queries_tokens.json"
+        first = out / "queries_first.json"
+        account_store.save([a for a in json.loads(users.read_text()) if a["id"] == seed["user_id"]], first)
+        subprocess.run([sys.executable, "-m", "loadtests.mint_tokens", "--accounts", str(first), "--output",
+                        str(tokens)], env=server.env, cwd=REPO_DIR, check=True, timeout=300)
+        token = json.loads(tokens.read_text())[0]["access"]
+        db = server.state_dir / "db.sqlite3"
+        big, small = seed["big_partner_id"], seed["small_partner_id"]
+        probe = _get(server, token, f"/api/messages/thread/?other_user_id={big}&page=1&page_size=50")
+        middle = probe["data"]["results"][-1]["id"] - 20_000
+        cases = [
+            ("conversation list (app: first page, no params)", "/api/messages/conversations/"),
+            ("conversation list, page 20 of 50", "/api/messages/conversations/?page=20&page_size=50"),
+            (f"thread page 1 (50), {seed['big_thread_messages']}-message thread",
+             f"/api/messages/thread/?other_user_id={big}&page=1&page_size=50"),
+            ("thread page 1 (50), 100-message thread", f"/api/messages/thread/?other_user_id={small}&page=1&page_size=50"),
+            ("thread before_id cursor (50), big thread", f"/api/messages/thread/?other_user_id={big}&before_id={middle}&page_size=50"),
+        ]
+        measured = []
+        for label, path in cases:
+            samples, body = _time_requests(server, token, path, cfg["requests"])
+            results = body["data"]["results"]
+            measured.append({"case": label, "path": path, **percentiles(samples), "items": len(results),
+                             "count": body["data"].get("count")})
+            log(f"  {label}: {measured[-1]}")
+        return {"seed": seed, "db_mib": round(db.stat().st_size / 2**20, 1), "cases": measured}
+    finally:
+        server.stop()
+
+
+def _get(server, token, path):
+    host, port = "127.0.0.1", int(server.http_base.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        response = conn.getresponse()
+        return json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def _time_requests(server, token, path, n):
+    """n sequential GETs over one keep-alive connection (after 5 warm-ups); ms each."""
+    port = int(server.http_base.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {token}"}
+    samples, body = [], None
+    try:
+        for i in range(n + 5):
+            started = time.perf_counter()
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status != 200:
+                raise RuntimeError(f"GET {path}: {response.status} {raw[:300]!r}")
+            if i >= 5:
+                samples.append(elapsed)
+            body = raw
+    finally:
+        conn.close()
+    return samples, json.loads(body)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=sorted(MODES), default="quick")
+    parser.add_argument("--only", default=",".join(PHASES), help=f"comma-separated phases of {PHASES}")
+    parser.add_argument("--out", default=None, help="results folder (default results/bench/<mode>)")
+    args = parser.parse_args(argv)
+    phases = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phases {sorted(unknown)}")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # servers and holders inherit it
+    cfg = MODES[args.mode]
+    out = Path(args.out or REPO_DIR / "results" / "bench" / args.mode)
+    out.mkdir(parents=True, exist_ok=True)
+    report_file = out / "bench.json"
+    report = json.loads(report_file.read_text()) if report_file.exists() else {}
+    report.update({"mode": args.mode, "machine": machine(), "config": cfg})
+    log(f"machine: {report['machine']}")
+    for phase in phases:
+        started = time.monotonic()
+        report[phase] = globals()[f"phase_{phase}"](cfg, out)
+        report[phase]["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        report[phase]["seconds"] = round(time.monotonic() - started, 1)
+        report_file.write_text(json.dumps(report, indent=1))
+    log(f"done: {report_file}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
