@@ -9,7 +9,8 @@ temporary STATE_DIR, migrated) on free loopback ports and provisions the account
 (never a shell on the server) and clears the run's conversations afterwards.
 Locust runs headless in one process, or as one master and N workers (--workers or the
 scenario's `workers`). Reports: <results>/<scenario>_stats.csv ..., <scenario>.html,
-<scenario>_summary.json. The exit code is Locust's: 0 pass, 1 a threshold exceeded.
+<scenario>_summary.json. Exit code: 0 pass, 1 a threshold exceeded, 2 the target does not
+answer or the run overran its time budget.
 
 Compose roles (loadtests/compose.yaml): --role master | --role worker.
 """
@@ -20,6 +21,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from habitto_client import ChatError, ChatHTTP
 
 from . import accounts as account_store
 from . import config
@@ -148,6 +151,11 @@ def main(argv=None):
             server.migrate()
             server.start()
             http_base, ws_base = server.http_base, server.ws_base
+        try:
+            ChatHTTP(http_base, timeout=10).healthz()
+        except ChatError as exc:
+            print(f"loadtest: the target {http_base} does not answer: {exc}", file=sys.stderr)
+            return 2
         accounts_file = Path(args.accounts) if args.accounts else results / f"{scenario.name}_accounts.json"
         prefix = account_store.new_prefix()
         if not args.accounts:

@@ -94,3 +94,12 @@ def test_distributed_mode_one_master_two_workers(tmp_path):
     assert code == 0, output[-4000:]
     assert summary["lost"] == 0
     assert summary["sent"] == expected_sends(summary, 2.0, 8) == summary["fanout"]["partner_room"]["count"]
+
+
+def test_unreachable_target_fails_fast(tmp_path):
+    """A target that does not answer is exit code 2 with a clear message, not a hang."""
+    port = free_port()
+    code, summary, output = run_loadtest(tmp_path, "--scenario", "smoke", "--target", f"http://127.0.0.1:{port}",
+                                         timeout=60)
+    assert code == 2 and summary is None
+    assert "does not answer" in output
