@@ -199,7 +199,9 @@ def test_revoked_access_token_gets_401(client_for, alice, bob):
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     assert data_of(client.get(CONVERSATIONS), 200)["count"] == 1
     revoke_access_token(token)
-    error_of(client.get(CONVERSATIONS), 401)
+    response = client.get(CONVERSATIONS)
+    assert error_of(response, 401) == {"code": "token_not_valid"}
+    assert response.json()["message"] == "Token has been revoked."
     error_of(client.post(API, {"receiver": bob.pk, "content": "x"}, format="json"), 401)
     assert Message.objects.count() == 1
 
