@@ -7,6 +7,7 @@ without them the module skips loudly (fails under REQUIRE_SERVICES=1).
 """
 
 import json
+import shutil
 import time
 
 import pytest
@@ -231,7 +232,32 @@ def test_redis_outage_fails_readiness_by_name_and_recovers_without_losing_acknow
     assert set(acknowledged) <= stored, set(acknowledged) - stored
 
 
+def test_a_backend_that_exits_is_restarted_by_docker(stack, accounts):
+    container = stack.container_id("backend-http")
+    restarts = int(run(["docker", "inspect", "--format", "{{.RestartCount}}", container]).stdout)
+    # SIGTERM to the server (PID 1): uvicorn shuts down and the process exits.
+    stack.compose("exec", "-T", "backend-http", "python", "-c", "import os, signal; os.kill(1, signal.SIGTERM)")
+    deadline = time.monotonic() + 60
+    while int(run(["docker", "inspect", "--format", "{{.RestartCount}}", container]).stdout) == restarts:
+        assert time.monotonic() < deadline, f"backend-http was not restarted\n{stack.logs()}"
+        time.sleep(0.5)
+    stack.wait_ready(timeout=60)
+    status, body = http_json("GET", f"{stack.http_url(stack.http_port)}/api/users/me/",
+                             token=accounts["alice"]["access"])
+    assert status == 200, body
+
+
 def test_down_with_volumes_leaves_nothing_behind(stack):
     assert stack.leftovers().get("volumes"), "the stack should have named volumes before down -v"
     stack.down()
     assert stack.leftovers() == {}
+
+
+def test_compose_refuses_to_start_without_secret_key(tmp_path):
+    if not shutil.which("docker") or run(["docker", "compose", "version"]).returncode != 0:
+        services.require("docker", False, "no docker CLI with Compose v2 (run ops/bootstrap-docker.sh)")
+    stack = ComposeStack(tmp_path)
+    stack.env_file.write_text("POSTGRES_PASSWORD=x\n")
+    result = stack.compose("config", "--quiet", check=False)
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr and ".env.example" in result.stderr, result.stderr
