@@ -1,0 +1,167 @@
+"""Redis stopped under traffic, then started again, beneath two server processes: sends
+are still stored and echoed (local delivery), readiness reports Redis down, live
+cross-process delivery resumes by itself, and nothing acknowledged is lost."""
+
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from tests.support.live import LiveServer, free_port, http_json, manage, server_env
+from tests.support.services import check_redis, require
+
+from .support import Socket, login, marker, provision, room_path, thread_ids, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+
+
+class OwnRedis:
+    """A redis-server of this test's own, on a free port, that the test may kill."""
+
+    def __init__(self, binary, port, folder):
+        self.binary, self.port, self.folder = binary, port, folder
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process = None
+
+    def start(self):
+        log = open(self.folder / "redis.log", "ab")
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.folder,
+        )
+        log.close()
+        wait_for(lambda: self.process.poll() is None and check_redis(self.url)[0], 10, 0.1,
+                 what=f"redis-server on port {self.port}")
+
+    def kill(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    binary = shutil.which("redis-server")
+    require("redis-server binary", binary, "redis-server is not on PATH")
+    redis = OwnRedis(binary, free_port(), tmp_path)
+    redis.start()
+    yield redis
+    redis.kill()
+
+
+def readiness(server):
+    """(status, the redis check) from /readyz."""
+    status, body = http_json("GET", f"{server.http_url()}/readyz", timeout=10)
+    return status, body["checks"].get("redis") if isinstance(body, dict) else body
+
+
+class Conversation:
+    """Alice's room socket on one process, Bob's on the other; every echo is recorded."""
+
+    def __init__(self, a, b, sock_a, sock_b):
+        self.ids = {a["id"]: a, b["id"]: b}
+        self.sock = {a["id"]: sock_a, b["id"]: sock_b}
+        self.seen = {a["id"]: set(), b["id"]: set()}  # contents each side's socket received
+        self.acked = {}  # message id -> content, for every echo the sender got
+
+    def collect(self, user_id, seconds, until=None):
+        """Read what arrives on this user's socket for up to `seconds` (or until `until` arrives)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and (until is None or until not in self.seen[user_id]):
+            try:
+                frame = self.sock[user_id].recv_json(left)
+            except TimeoutError:
+                return
+            assert "error" not in frame, frame
+            self.seen[user_id].add(frame["content"])
+
+    def send(self, sender_id, label, ack_timeout=5):
+        """Send one message and wait for its echo (the acknowledgement); returns its text."""
+        receiver_id = next(i for i in self.ids if i != sender_id)
+        text = marker(label)
+        self.sock[sender_id].send_json({"sender": sender_id, "receiver": receiver_id, "content": text})
+        echo = self.sock[sender_id].recv_until(lambda f: f.get("content") == text or "error" in f, ack_timeout)
+        assert "error" not in echo, echo
+        assert (echo["sender"], echo["receiver"]) == (sender_id, receiver_id)
+        self.acked[echo["id"]] = text
+        self.seen[sender_id].add(text)
+        return text
+
+    def crosses(self, sender_id, label, within=1.0):
+        """Send, then True if the other process's socket receives it within `within` s."""
+        receiver_id = next(i for i in self.ids if i != sender_id)
+        text = self.send(sender_id, label)
+        self.collect(receiver_id, within, until=text)
+        return text in self.seen[receiver_id]
+
+
+def test_redis_outage_loses_nothing_acknowledged_and_delivery_resumes(tmp_path, own_redis, postgres_database):
+    """Kill Redis under traffic: echoes and storage go on, /readyz says 503 naming redis;
+    restart it on the same port: cross-process delivery and readiness come back by themselves;
+    every acknowledged message is in the thread."""
+    env = server_env(tmp_path, database_url=postgres_database, redis_url=own_redis.url)
+    manage(env, "migrate", "--noinput")
+    a, b = provision(env, 2, "outage")
+    first = LiveServer(env, [free_port()], tmp_path / "first.log")
+    second = LiveServer(env, [free_port()], tmp_path / "second.log")
+    with first, second:
+        for server in (first, second):
+            wait_for(lambda: readiness(server)[0] == 200, 15, what="readiness before the outage")
+        ta, tb = login(first.http_url(), a), login(second.http_url(), b)
+        sock_a = Socket(first.ws_url() + room_path(a["id"], b["id"], ta))
+        sock_b = Socket(second.ws_url() + room_path(a["id"], b["id"], tb))
+        chat = Conversation(a, b, sock_a, sock_b)
+        try:
+            # Healthy: every message crosses between the processes.
+            for n in range(3):
+                assert chat.crosses(a["id"], f"healthy a{n}", within=3)
+                assert chat.crosses(b["id"], f"healthy b{n}", within=3)
+
+            # Redis dies under traffic; every send is still echoed (stored, delivered locally).
+            for n in range(5):
+                chat.send(a["id"], f"before kill a{n}")
+                chat.send(b["id"], f"before kill b{n}")
+            own_redis.kill()
+            killed = time.monotonic()
+            reported = {}
+            n = 0
+            while time.monotonic() - killed < 8 or len(reported) < 2:
+                assert time.monotonic() - killed < 20, f"readiness never reported Redis down: {reported}"
+                chat.send(a["id"], f"outage a{n}")
+                chat.send(b["id"], f"outage b{n}")
+                chat.collect(a["id"], 0.05)
+                chat.collect(b["id"], 0.05)
+                n += 1
+                for name, server in (("first", first), ("second", second)):
+                    if name not in reported:
+                        status, redis_check = readiness(server)
+                        if status == 503:
+                            assert redis_check["ok"] is False and redis_check["error"], redis_check
+                            reported[name] = time.monotonic() - killed
+            assert max(reported.values()) < 6, f"/readyz took too long to report Redis down: {reported}"
+
+            # Redis comes back on the same port: delivery resumes without a restart.
+            own_redis.start()
+            restarted = time.monotonic()
+            wait_for(lambda: chat.crosses(a["id"], "after restart a"), 15, interval=0.1,
+                     what="live delivery from process 1 to process 2 after Redis returned")
+            wait_for(lambda: chat.crosses(b["id"], "after restart b"), 15, interval=0.1,
+                     what="live delivery from process 2 to process 1 after Redis returned")
+            for server in (first, second):
+                wait_for(lambda: readiness(server)[0] == 200, 15, what="readiness after Redis returned")
+            assert time.monotonic() - restarted < 20
+            for n in range(3):  # and it stays resumed
+                assert chat.crosses(a["id"], f"resumed a{n}", within=3)
+                assert chat.crosses(b["id"], f"resumed b{n}", within=3)
+        finally:
+            sock_a.close()
+            sock_b.close()
+
+        # Nothing acknowledged is lost: every echoed message is in the thread, on both sides.
+        assert len(chat.acked) > 30
+        for server, token, other in ((first, ta, b), (second, tb, a)):
+            stored = set(thread_ids(server.http_url(), token, other["id"]))
+            missing = {i: t for i, t in chat.acked.items() if i not in stored}
+            assert not missing, f"acknowledged but not stored: {missing}"
