@@ -573,3 +573,26 @@ async def test_token_expiry_closes_an_open_socket_4401(ws, alice, bob):
     await sock.send_json_to(send_frame(alice, bob, "after expiry"))
     assert await sock.receive_nothing(QUIET)
     assert await message_count() == 1
+
+
+async def test_slow_reader_is_closed_4408(ws, settings, token_for, alice, bob):
+    """A socket whose outbox overflows (OUTBOX_FRAMES) is closed with 4408; others are unaffected."""
+    from habitto_chat.actions import SendRequest, do_send_messages
+    from habitto_chat.conversations import get_or_create_conversation
+
+    settings.HABITTO_CHAT = {**settings.HABITTO_CHAT, "OUTBOX_FRAMES": 2}
+    sock = await ws(room(alice, bob), token_for(bob))
+
+    def burst():  # one committed batch of 5 messages: 5 frames pushed to the socket at once
+        conversation = get_or_create_conversation(alice.pk, bob.pk)
+        return do_send_messages([SendRequest(alice.pk, bob.pk, conversation.id, f"burst {n}") for n in range(5)])
+
+    await database_sync_to_async(burst)()
+    output = await sock.receive_output(WAIT)
+    assert output["type"] == "websocket.close" and output["code"] == 4408, output
+    assert await message_count() == 5
+
+    settings.HABITTO_CHAT = {**settings.HABITTO_CHAT, "OUTBOX_FRAMES": 1000}
+    fresh = await ws(room(alice, bob), token_for(bob))
+    await database_sync_to_async(burst)()
+    assert [(await receive(fresh))["content"] for _ in range(5)] == [f"burst {n}" for n in range(5)]
