@@ -9,7 +9,7 @@
       probe_users: [{username: probe_1, password: ...}, {username: probe_2, password: ...}]
       probe_warn_ms: 1000
       timeouts: {connect: 2, http: 3, ws: 3, redis: 2, ssh: 5, docker: 5, probe: 5}
-      compose_project: habitto
+      compose_project: habitto-chat
       compose_services: []      # services that must exist; [] = whatever the project runs
 
 Secrets (probe passwords, the Redis password, a password inside the Redis URL) come from
@@ -57,7 +57,7 @@ class OncallConfig:
     probe_users: tuple = field(default=(), repr=False)
     probe_warn_ms: float = 1000.0
     timeouts: dict = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
-    compose_project: str = "habitto"
+    compose_project: str = "habitto-chat"
     compose_services: tuple = ()
     sources: tuple = ()  # where settings came from (for `--json` and error messages)
 
@@ -254,7 +254,7 @@ def _build(data, sources):
             probe_users=probe_users,
             probe_warn_ms=_positive(data.get("probe_warn_ms", 1000), "probe_warn_ms"),
             timeouts=timeouts,
-            compose_project=str(data.get("compose_project") or "habitto"),
+            compose_project=str(data.get("compose_project") or "habitto-chat"),
             compose_services=tuple(str(s) for s in compose_services),
             sources=sources,
         )

@@ -62,16 +62,29 @@ def compose_services(ctx):
 
 
 def _service_result(service, containers):
+    """One line per service: running (and healthy when it has a healthcheck) is OK.
+
+    A one-shot service (restart policy "no", e.g. `migrate`) that exited 0 is OK too;
+    any other exited container is CRITICAL, restarting or a health check still starting
+    is WARNING.
+    """
     states = []
     worst = "ok"
     for container in containers:
-        state = container.attrs.get("State", {})
+        attrs = container.attrs
+        state = attrs.get("State", {})
         status = state.get("Status", container.status)
         health = (state.get("Health") or {}).get("Status")
+        restart = ((attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
         text = status if not health else f"{status}, {health}"
         if status == "exited":
-            text += f" (exit code {state.get('ExitCode')})"
-        if status == "restarting" or (status == "running" and health == "starting"):
+            code = state.get("ExitCode")
+            if code == 0 and restart == "no":
+                text = "completed (exit code 0)"
+            else:
+                text += f" (exit code {code})"
+                worst = "critical"
+        elif status == "restarting" or (status == "running" and health == "starting"):
             worst = "warning" if worst == "ok" else worst
         elif status != "running" or health == "unhealthy":
             worst = "critical"

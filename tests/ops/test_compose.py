@@ -1,7 +1,8 @@
 """The Compose check against a real Docker engine: a small Compose project of this test's own.
 
 The services use the local `redis:7` image with host networking (nothing is pulled): one
-healthy service, one that exits, and one that is expected but missing. The stack's own
+healthy service, one that fails, a one-shot that completes, and one that is expected but
+missing. The stack's own
 compose.yaml is checked by tests/ops/test_compose_stack.py when it is running.
 """
 
@@ -57,6 +58,7 @@ def compose_project(tmp_path_factory):
             },
             "broken": {"image": IMAGE, "network_mode": "host", "entrypoint": ["sh", "-c", "exit 3"],
                        "restart": "no"},
+            "oneshot": {"image": IMAGE, "network_mode": "host", "entrypoint": ["true"], "restart": "no"},
         },
     }))
     compose = ["docker", "compose", "-f", str(folder / "compose.yaml")]
@@ -67,7 +69,7 @@ def compose_project(tmp_path_factory):
         while time.monotonic() < deadline:
             states = subprocess.run([*compose, "ps", "-a", "--format", "{{.Service}} {{.State}} {{.Health}}"],
                                     capture_output=True, text=True, timeout=20).stdout
-            if "cache running healthy" in states and "broken exited" in states:
+            if "cache running healthy" in states and "broken exited" in states and "oneshot exited" in states:
                 break
             time.sleep(0.5)
         else:
@@ -78,8 +80,8 @@ def compose_project(tmp_path_factory):
 
 
 def test_compose_services_state_and_health(compose_project):
-    """Healthy service OK, exited service CRITICAL with its exit code, missing service CRITICAL."""
-    env = {"ONCALL_COMPOSE_PROJECT": compose_project, "ONCALL_COMPOSE_SERVICES": "cache,broken,missing",
+    """Healthy service OK, one-shot done OK, failed service CRITICAL with its exit code, missing CRITICAL."""
+    env = {"ONCALL_COMPOSE_PROJECT": compose_project, "ONCALL_COMPOSE_SERVICES": "cache,broken,oneshot,missing",
            "ONCALL_HTTP_PORT": free_port()}
     run = fab("status", "--json", env=env)
     assert run.code == 2, run
@@ -88,6 +90,8 @@ def test_compose_services_state_and_health(compose_project):
     assert checks["compose:cache"]["text"] == "service cache: running, healthy"
     assert checks["compose:broken"]["status"] == "CRITICAL"
     assert "exited (exit code 3)" in checks["compose:broken"]["text"]
+    assert checks["compose:oneshot"]["status"] == "OK"
+    assert checks["compose:oneshot"]["text"] == "service oneshot: completed (exit code 0)"
     assert checks["compose:missing"]["status"] == "CRITICAL"
     assert "has no container" in checks["compose:missing"]["text"]
 
