@@ -165,3 +165,40 @@ def test_redis_outage_loses_nothing_acknowledged_and_delivery_resumes(tmp_path, 
             stored = set(thread_ids(server.http_url(), token, other["id"]))
             missing = {i: t for i, t in chat.acked.items() if i not in stored}
             assert not missing, f"acknowledged but not stored: {missing}"
+
+
+def test_processes_started_without_redis_serve_and_join_when_it_comes(tmp_path, own_redis, postgres_database):
+    """Started while Redis is down, both processes serve (sends stored and echoed), /readyz
+    says 503 naming redis; once Redis starts they deliver to each other without a restart."""
+    env = server_env(tmp_path, database_url=postgres_database, redis_url=own_redis.url)
+    manage(env, "migrate", "--noinput")
+    a, b = provision(env, 2, "late")
+    own_redis.kill()
+    first = LiveServer(env, [free_port()], tmp_path / "first.log")
+    second = LiveServer(env, [free_port()], tmp_path / "second.log")
+    with first, second:
+        for server in (first, second):
+            status, redis_check = readiness(server)
+            assert status == 503 and redis_check["ok"] is False, redis_check
+        ta, tb = login(first.http_url(), a), login(second.http_url(), b)
+        sock_a = Socket(first.ws_url() + room_path(a["id"], b["id"], ta))
+        sock_b = Socket(second.ws_url() + room_path(a["id"], b["id"], tb))
+        chat = Conversation(a, b, sock_a, sock_b)
+        try:
+            for n in range(3):
+                chat.send(a["id"], f"no redis a{n}")
+                chat.send(b["id"], f"no redis b{n}")
+            time.sleep(3)  # let the hubs' resubscription back off a few times
+
+            own_redis.start()
+            wait_for(lambda: chat.crosses(a["id"], "redis up a"), 20, interval=0.1,
+                     what="live delivery from process 1 to process 2 once Redis started")
+            wait_for(lambda: chat.crosses(b["id"], "redis up b"), 20, interval=0.1,
+                     what="live delivery from process 2 to process 1 once Redis started")
+            for server in (first, second):
+                wait_for(lambda: readiness(server)[0] == 200, 20, what="readiness once Redis started")
+        finally:
+            sock_a.close()
+            sock_b.close()
+        stored = set(thread_ids(first.http_url(), ta, b["id"]))
+        assert set(chat.acked) <= stored
