@@ -80,11 +80,11 @@ def budget(cfg, task):
     """Longest a host may take: SSH login plus every timeout its steps could spend, plus slack."""
     t = cfg.timeouts
     per_step = {
-        "health": 2 * t["connect"] + 3 * t["http"] + 3 * t["ws"] + t["connect"] + t["redis"] + 2 * t["docker"],
+        "health": 2 * t["connect"] + 3 * t["http"] + 3 * t["ws"] + t["connect"] + t["redis"] + 3 * t["docker"],
         "probe": 2 * t["connect"] + 2 * t["http"] + 3 * t["ws"] + t["probe"] + 2 * t["http"],
         "ports": 2 * t["connect"],
         "redis-ping": t["connect"] + t["redis"],
-        "status": t["connect"] + 2 * t["http"] + 2 * t["docker"],
+        "status": t["connect"] + 2 * t["http"] + 3 * t["docker"],
     }[task]
     return t["ssh"] + per_step + 5.0
 
