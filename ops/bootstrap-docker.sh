@@ -57,7 +57,6 @@ install_packages() {
     local missing=()
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
-    command -v flock >/dev/null || missing+=(util-linux)
     if [ "${#missing[@]}" -eq 0 ]; then
         log "packages: docker.io and debootstrap already installed"
         return
@@ -77,7 +76,9 @@ start_dockerd() {
         log "dockerd: already answering ($(docker info --format '{{.ServerVersion}}' 2>/dev/null))"
         return
     fi
-    if pgrep -x dockerd >/dev/null; then
+    local pid
+    pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "dockerd" ]; then
         log "dockerd: a dockerd process exists but does not answer yet; waiting for it"
     else
         log "dockerd: starting (no bridge, host network only), log in $DOCKERD_LOG"
