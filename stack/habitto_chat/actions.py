@@ -16,7 +16,7 @@ from . import wire
 from .conversations import check_counterpart, get_or_create_conversation, participant, validate_content
 from .errors import InvalidInput, NotFound
 from .events import publish_on_commit
-from .models import Message, Participant
+from .models import Conversation, Message, Participant
 from .users import UserCard, user_cards
 
 
@@ -87,6 +87,7 @@ def _store_messages(requests, cards):
                 stored[key] = message
             new_messages.append(message)
             results.append(SendResult(message, True))
+        _lock_conversations({m.conversation_id for m in new_messages})
         Message.objects.bulk_create(new_messages)
         _advance_participants(new_messages)
         publish_on_commit(
@@ -100,6 +101,14 @@ def _store_messages(requests, cards):
             ]
         )
     return results
+
+
+def _lock_conversations(conversation_ids):
+    """Sends into one conversation take turns from INSERT to COMMIT, so its ids commit in
+    increasing order: otherwise a lower id committing after a higher one is skipped by a
+    client catching up with ?after_id=. (SQLite already serializes writers.)"""
+    if conversation_ids and connection.features.has_select_for_update:
+        list(Conversation.objects.select_for_update().filter(pk__in=conversation_ids).order_by("pk").values_list("pk"))
 
 
 def _card(cards, user_id):
