@@ -1288,3 +1288,63 @@ def test_live_cursors_with_a_concurrent_writer_on_sqlite(tmp_path):
     assert errors == []
     assert seen == original[::-1]
     assert caught_up == written == sorted(written) and len(written) == 30
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_id_never_skips_a_message_that_commits_late(client_for, make_user, monkeypatch):
+    """Two sends into one conversation: if the one with the lower id commits last, a client
+    catching up with after_id in between must still get it (ids commit in order per thread)."""
+    import threading
+
+    from django.db import connection as main_connection
+
+    if main_connection.vendor == "sqlite" and main_connection.is_in_memory_db():
+        pytest.skip("needs a database that lets a second thread write (PostgreSQL)")
+    alice, bob = make_user(), make_user()
+    first = send(alice, bob, "first").pk
+    client = client_for(bob)
+    original = actions._advance_participants
+    inserted, release, slow = threading.Event(), threading.Event(), {}
+
+    def paused(messages):  # the slow sender stops after its INSERT, before its commit
+        if threading.current_thread() is slow["thread"]:
+            inserted.set()
+            release.wait(10)
+        return original(messages)
+
+    monkeypatch.setattr(actions, "_advance_participants", paused)
+
+    def sender(*args):
+        from django.db import connection
+
+        try:
+            send(*args)
+        finally:
+            connection.close()
+
+    def drain(cursor):
+        ids = []
+        while True:
+            page = data_of(client.get(THREAD, {"other_user_id": alice.pk, "after_id": cursor}), 200)
+            if not page["results"]:
+                return ids
+            ids += [m["id"] for m in page["results"]]
+            cursor = ids[-1]
+
+    slow["thread"] = threading.Thread(target=sender, args=(alice, bob, "slow"))
+    quick = threading.Thread(target=sender, args=(bob, alice, "quick"))
+    try:
+        slow["thread"].start()
+        assert inserted.wait(10)
+        quick.start()
+        quick.join(1.0)  # may commit now, with a higher id than the pending slow one
+        seen = drain(first)
+    finally:
+        release.set()
+        slow["thread"].join(10)
+        quick.join(10)
+        main_connection.close()
+    seen += drain(seen[-1] if seen else first)
+    stored = list(Message.objects.filter(pk__gt=first).order_by("pk").values_list("pk", flat=True))
+    assert len(stored) == 2
+    assert seen == stored
