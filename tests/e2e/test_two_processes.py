@@ -80,3 +80,24 @@ def test_http_post_on_one_process_reaches_sockets_on_the_other(two_servers):
     finally:
         for sock in sockets:
             sock.close()
+
+
+def test_server_side_code_in_another_process_reaches_sockets(two_servers):
+    """A message stored by server-side code outside any server (a management command)
+    reaches room and inbox sockets on both processes through Redis."""
+    first, second, (a, b) = two_servers
+    tb = login(second.http_url(), b)
+    room_b1 = Socket(first.ws_url() + room_path(a["id"], b["id"], tb))
+    inbox_b2 = Socket(second.ws_url() + inbox_path(b["id"], tb))
+    try:
+        text = marker("from a command")
+        code = ("from habitto_chat.actions import do_send_message; "
+                f"print('stored', do_send_message({a['id']}, {b['id']}, {text!r}).message.id)")
+        out = manage(first.env, "shell", "-c", code)
+        message_id = int(out.split("stored", 1)[1].split()[0])
+        same = lambda frame: frame.get("content") == text  # noqa: E731
+        assert check_room_frame(room_b1.recv_until(same, 5), a["id"], b["id"], text)["id"] == message_id
+        assert check_inbox_frame(inbox_b2.recv_until(same, 5), b["id"], a["id"], b["id"], text)["message_id"] == message_id
+    finally:
+        room_b1.close()
+        inbox_b2.close()
