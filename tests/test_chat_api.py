@@ -1167,65 +1167,137 @@ def test_message_list_before_id_cursor(as_alice, alice, bob, carol):
     assert ([m["id"] for m in page["results"]], page["next"]) == ([ids[0]], None)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_cursors_with_a_concurrent_writer(client_for, make_user):
-    """While another thread keeps sending, before_id paging sees the original history once,
-    and after_id catch-up then sees every message once, in order."""
+# --- cursors with really concurrent writers ------------------------------------------
+
+
+def needs_concurrent_writes():
+    from django.db import connection
+
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        # Shared-cache in-memory SQLite (the test database) fails a concurrent write with
+        # "table is locked" at once instead of waiting; a served SQLite file waits.
+        pytest.skip("needs a database that lets a second thread write (PostgreSQL)")
+
+
+def in_thread(target, *args):
+    """Run target(*args) in a started thread that closes its own DB connection."""
     import threading
 
-    from django.db import connection as main_connection
-
-    if main_connection.vendor == "sqlite" and main_connection.is_in_memory_db():
-        # Shared-cache in-memory SQLite (the test database) fails a concurrent write with
-        # "table is locked" at once instead of waiting; the served file database waits.
-        pytest.skip("needs a database that lets a second thread write (PostgreSQL)")
-    alice, bob = make_user(), make_user()
-    original = [send(alice, bob, f"old {n}").pk for n in range(30)]
-    client = client_for(alice)
-    done = threading.Event()
-    written = []
-
-    def writer():
+    def run():
         from django.db import connection
 
         try:
-            for n in range(40):
-                written.append(send(bob, alice, f"new {n}").pk)
+            target(*args)
         finally:
             connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def page_back(fetch, before_id, page_size):
+    """Every id older than before_id, following before_id cursors."""
+    ids = []
+    while True:
+        page = fetch({"before_id": before_id, "page_size": page_size})
+        ids += [m["id"] for m in page["results"]]
+        if not page["next"]:
+            return ids
+        before_id = ids[-1]
+
+
+def catch_up(fetch, after_id, page_size=50, done=None):
+    """Every id after after_id, following after_id until a page is empty (and `done` was
+    set before that page was asked for)."""
+    ids = []
+    while True:
+        finished = done is None or done.is_set()
+        page = fetch({"after_id": after_id, "page_size": page_size})
+        ids += [m["id"] for m in page["results"]]
+        after_id = ids[-1] if ids else after_id
+        if not page["results"] and finished:
+            return ids
+
+
+def thread_fetcher(client, other):
+    return lambda params: data_of(client.get(THREAD, {"other_user_id": other.pk, **params}), 200)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cursors_with_a_concurrent_writer(client_for, make_user):
+    """While a thread keeps sending, before_id sees the history once and after_id every new message once."""
+    import threading
+
+    needs_concurrent_writes()
+    alice, bob = make_user(), make_user()
+    original = [send(alice, bob, f"old {n}").pk for n in range(30)]
+    written, done = [], threading.Event()
+
+    def writer():
+        try:
+            written.extend(send(bob, alice, f"new {n}").pk for n in range(40))
+        finally:
             done.set()
 
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        seen = []
-        cursor = original[-1] + 1
-        while True:
-            page = data_of(client.get(THREAD, {"other_user_id": bob.pk, "before_id": cursor, "page_size": 4}), 200)
-            seen += [m["id"] for m in page["results"]]
-            if not page["next"]:
-                break
-            cursor = page["results"][-1]["id"]
-        caught_up, cursor = [], original[-1]
-        while True:
-            finished = done.is_set()  # read before the page: an empty page after this is final
-            page = data_of(client.get(THREAD, {"other_user_id": bob.pk, "after_id": cursor, "page_size": 7}), 200)
-            caught_up += [m["id"] for m in page["results"]]
-            cursor = caught_up[-1] if caught_up else cursor
-            if not page["results"] and finished:
-                break
-    finally:
-        thread.join(30)
-        main_connection.close()
+    thread = in_thread(writer)
+    fetch = thread_fetcher(client_for(alice), bob)
+    seen = page_back(fetch, original[-1] + 1, 4)
+    caught_up = catch_up(fetch, original[-1], 7, done)
+    thread.join(30)
     assert seen == original[::-1]
-    assert caught_up == written == sorted(written)
-    assert len(written) == 40
+    assert caught_up == written == sorted(written) and len(written) == 40
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_id_never_skips_a_message_that_commits_late(client_for, make_user, monkeypatch):
+    """A send whose lower id commits after a higher one is still seen by after_id catch-up."""
+    import threading
+
+    needs_concurrent_writes()
+    alice, bob = make_user(), make_user()
+    first = send(alice, bob, "first").pk
+    original, inserted, release = actions._advance_participants, threading.Event(), threading.Event()
+
+    def paused(messages):  # the slow sender stops after its INSERT, before its commit
+        if threading.current_thread() is slow:
+            inserted.set()
+            release.wait(10)
+        return original(messages)
+
+    monkeypatch.setattr(actions, "_advance_participants", paused)
+    fetch = thread_fetcher(client_for(bob), alice)
+    slow = in_thread(send, alice, bob, "slow")
+    try:
+        assert inserted.wait(10)
+        quick = in_thread(send, bob, alice, "quick")
+        quick.join(1.0)  # without ordering it commits now, with a higher id than "slow"
+        seen = catch_up(fetch, first)
+    finally:
+        release.set()
+        slow.join(10)
+    quick.join(10)
+    seen += catch_up(fetch, seen[-1] if seen else first)
+    stored = list(Message.objects.filter(pk__gt=first).order_by("pk").values_list("pk", flat=True))
+    assert len(stored) == 2 and seen == stored
+
+
+def live_user(url, name):
+    """Register and log in a user on a live server: (id, access token)."""
+    from tests.support.live import http_json
+
+    body = {"username": name, "email": f"{name}@example.test", "password": "Sup3r-secret-pw!",
+            "first_name": name, "last_name": "Live"}
+    status, created = http_json("POST", url + "/api/users/", body)
+    assert status == 201, created
+    status, login = http_json("POST", url + "/api/login/", {"username": name, "password": body["password"]})
+    assert status == 200, login
+    return created["data"]["id"], login["data"]["access"]
 
 
 @pytest.mark.e2e
 def test_live_cursors_with_a_concurrent_writer_on_sqlite(tmp_path):
-    """A real server on its WAL SQLite file: one client keeps POSTing while another pages
-    back with before_id and then catches up with after_id; nothing skipped or repeated."""
+    """A real server on WAL SQLite: paging and catch-up beside a concurrent POSTer skip and repeat nothing."""
     import threading
 
     from tests.support.live import LiveServer, free_port, http_json, manage, server_env
@@ -1234,117 +1306,32 @@ def test_live_cursors_with_a_concurrent_writer_on_sqlite(tmp_path):
     manage(env, "migrate", "--noinput")
     with LiveServer(env, [free_port()], tmp_path / "server.log") as server:
         url = server.http_url()
-        tokens, ids = {}, {}
-        for name in ("livealice", "livebob"):
-            body = {"username": name, "email": f"{name}@example.test", "password": "Sup3r-secret-pw!",
-                    "first_name": name, "last_name": "Live"}
-            status, created = http_json("POST", url + "/api/users/", body)
-            assert status == 201, created
-            status, login = http_json("POST", url + "/api/login/", {"username": name, "password": body["password"]})
-            assert status == 200, login
-            tokens[name], ids[name] = login["data"]["access"], created["data"]["id"]
+        (alice, alice_token), (bob, bob_token) = live_user(url, "livealice"), live_user(url, "livebob")
 
-        def post(sender, receiver, content):
-            status, body = http_json("POST", url + API, {"receiver": ids[receiver], "content": content}, tokens[sender])
+        def post(token, receiver, content):
+            status, body = http_json("POST", url + API, {"receiver": receiver, "content": content}, token)
             assert status == 201, body
             return body["data"]["id"]
 
-        def get(params):
-            query = "&".join(f"{k}={v}" for k, v in params.items())
-            status, body = http_json("GET", f"{url}{THREAD}?other_user_id={ids['livebob']}&{query}", token=tokens["livealice"])
+        def fetch(params):
+            query = "&".join(f"{k}={v}" for k, v in {"other_user_id": bob, **params}.items())
+            status, body = http_json("GET", f"{url}{THREAD}?{query}", token=alice_token)
             assert status == 200, body
             return body["data"]
 
-        original = [post("livealice", "livebob", f"old {n}") for n in range(20)]
-        written, errors, done = [], [], threading.Event()
+        original = [post(alice_token, bob, f"old {n}") for n in range(20)]
+        written, done = [], threading.Event()
 
         def writer():
             try:
-                for n in range(30):
-                    written.append(post("livebob", "livealice", f"new {n}"))
-            except Exception as exc:  # reported below
-                errors.append(exc)
+                written.extend(post(bob_token, alice, f"new {n}") for n in range(30))
             finally:
                 done.set()
 
         thread = threading.Thread(target=writer)
         thread.start()
-        seen, cursor = [], original[-1] + 1
-        while True:
-            page = get({"before_id": cursor, "page_size": 3})
-            seen += [m["id"] for m in page["results"]]
-            if not page["next"]:
-                break
-            cursor = seen[-1]
-        caught_up, cursor = [], original[-1]
-        while True:
-            finished = done.is_set()
-            page = get({"after_id": cursor, "page_size": 4})
-            caught_up += [m["id"] for m in page["results"]]
-            cursor = caught_up[-1] if caught_up else cursor
-            if not page["results"] and finished:
-                break
+        seen = page_back(fetch, original[-1] + 1, 3)
+        caught_up = catch_up(fetch, original[-1], 4, done)
         thread.join(30)
-    assert errors == []
     assert seen == original[::-1]
     assert caught_up == written == sorted(written) and len(written) == 30
-
-
-@pytest.mark.django_db(transaction=True)
-def test_after_id_never_skips_a_message_that_commits_late(client_for, make_user, monkeypatch):
-    """Two sends into one conversation: if the one with the lower id commits last, a client
-    catching up with after_id in between must still get it (ids commit in order per thread)."""
-    import threading
-
-    from django.db import connection as main_connection
-
-    if main_connection.vendor == "sqlite" and main_connection.is_in_memory_db():
-        pytest.skip("needs a database that lets a second thread write (PostgreSQL)")
-    alice, bob = make_user(), make_user()
-    first = send(alice, bob, "first").pk
-    client = client_for(bob)
-    original = actions._advance_participants
-    inserted, release, slow = threading.Event(), threading.Event(), {}
-
-    def paused(messages):  # the slow sender stops after its INSERT, before its commit
-        if threading.current_thread() is slow["thread"]:
-            inserted.set()
-            release.wait(10)
-        return original(messages)
-
-    monkeypatch.setattr(actions, "_advance_participants", paused)
-
-    def sender(*args):
-        from django.db import connection
-
-        try:
-            send(*args)
-        finally:
-            connection.close()
-
-    def drain(cursor):
-        ids = []
-        while True:
-            page = data_of(client.get(THREAD, {"other_user_id": alice.pk, "after_id": cursor}), 200)
-            if not page["results"]:
-                return ids
-            ids += [m["id"] for m in page["results"]]
-            cursor = ids[-1]
-
-    slow["thread"] = threading.Thread(target=sender, args=(alice, bob, "slow"))
-    quick = threading.Thread(target=sender, args=(bob, alice, "quick"))
-    try:
-        slow["thread"].start()
-        assert inserted.wait(10)
-        quick.start()
-        quick.join(1.0)  # may commit now, with a higher id than the pending slow one
-        seen = drain(first)
-    finally:
-        release.set()
-        slow["thread"].join(10)
-        quick.join(10)
-        main_connection.close()
-    seen += drain(seen[-1] if seen else first)
-    stored = list(Message.objects.filter(pk__gt=first).order_by("pk").values_list("pk", flat=True))
-    assert len(stored) == 2
-    assert seen == stored
