@@ -7,8 +7,10 @@ without them the module skips loudly (fails under REQUIRE_SERVICES=1).
 """
 
 import json
+import re
 import shutil
 import time
+from datetime import datetime
 
 import pytest
 
@@ -78,6 +80,14 @@ def sockets():
         sock.close()
 
 
+def instant(text):
+    """Docker's RFC 3339 timestamp (nanoseconds, trailing zeros trimmed) as a datetime."""
+    match = re.fullmatch(r"(.{19})(?:\.(\d+))?Z", text)
+    assert match, text
+    return datetime.fromisoformat(match.group(1)).replace(
+        microsecond=int((match.group(2) or "0")[:6].ljust(6, "0")))
+
+
 def post_message(stack, port, sender, receiver_id, content):
     return http_json("POST", f"{stack.http_url(port)}/api/messages/",
                      {"receiver": receiver_id, "content": content}, token=sender["access"])
@@ -95,6 +105,14 @@ def test_stack_is_healthy_in_dependency_order(stack):
         status, body = stack.readyz(port)
         assert status == 200, body
         assert set(body["checks"]) == {"database", "channel_layer", "redis"}, body
+    # Order: migrate ran to completion before either backend started.
+    times = {}
+    for service in ("migrate", "backend-ws", "backend-http"):
+        state = json.loads(run(["docker", "inspect", "--format", "{{json .State}}",
+                                stack.container_id(service)]).stdout)
+        times[service] = (instant(state["StartedAt"]), instant(state["FinishedAt"]))
+    for service in ("backend-ws", "backend-http"):
+        assert times[service][0] > times["migrate"][1], times
 
 
 def test_image_runs_as_non_root_without_baked_secrets(stack):
