@@ -393,6 +393,7 @@ def phase_queries(cfg, out):
         probe = _get(server, token, f"/api/messages/thread/?other_user_id={big}&page=1&page_size=50")
         middle = probe["data"]["results"][-1]["id"] - 20_000
         cases = [
+            ("reference: GET /api/users/me/ (auth + one row)", "/api/users/me/"),
             ("conversation list (app: first page, no params)", "/api/messages/conversations/"),
             ("conversation list, page 20 of 50", "/api/messages/conversations/?page=20&page_size=50"),
             (f"thread page 1 (50), {seed['big_thread_messages']}-message thread",
@@ -403,9 +404,10 @@ def phase_queries(cfg, out):
         measured = []
         for label, path in cases:
             samples, body = _time_requests(server, token, path, cfg["requests"])
-            results = body["data"]["results"]
-            measured.append({"case": label, "path": path, **percentiles(samples), "items": len(results),
-                             "count": body["data"].get("count")})
+            data = body["data"]
+            measured.append({"case": label, "path": path, **percentiles(samples),
+                             "items": len(data["results"]) if "results" in data else None,
+                             "count": data.get("count")})
             log(f"  {label}: {measured[-1]}")
         return {"seed": seed, "db_mib": round(db.stat().st_size / 2**20, 1), "cases": measured}
     finally:
