@@ -3,6 +3,7 @@
     python -m loadtests.bench --mode quick            # a few minutes, smaller numbers (default)
     python -m loadtests.bench --mode full             # the figures of docs/benchmarks.md
     python -m loadtests.bench --only latency,queries  # some phases
+    python -m loadtests.bench --postgres [ADMIN_URL]  # PostgreSQL (throwaway databases) instead of SQLite
 
 Phases (each on a fresh throwaway server: python -m chatserver.serve, DEBUG=1, SQLite in a
 temporary STATE_DIR, in-memory channel layer, i.e. `make run`):
@@ -115,9 +116,52 @@ class Usage:
 
 # -- helpers ---------------------------------------------------------------------------------------
 
+POSTGRES = {"admin_url": None}  # --postgres: every benchmark server gets a throwaway database
+
+
+def _database_env():
+    """{"DATABASE_URL": ...} of a new throwaway PostgreSQL database, or {} for SQLite."""
+    admin = POSTGRES["admin_url"]
+    if not admin:
+        return {}
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"habitto_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin.replace("postgres://", "postgresql://", 1), autocommit=True, connect_timeout=5) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(admin)
+    return {"DATABASE_URL": urlunsplit((parts.scheme, parts.netloc, "/" + name, "", ""))}
+
+
+def _drop_database(server):
+    url = server.env.get("DATABASE_URL")
+    if not url or not POSTGRES["admin_url"]:
+        return
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES["admin_url"].replace("postgres://", "postgresql://", 1), autocommit=True,
+                         connect_timeout=5) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class BenchServer(LocalServer):
+    """A LocalServer that also drops its throwaway PostgreSQL database when stopped."""
+
+    def stop(self):
+        super().stop()
+        _drop_database(self)
+
+
+def new_server(out, name, extra=None):
+    return BenchServer({**BENCH_ENV, **_database_env(), **(extra or {})}, log_path=out / f"{name}_server.log")
+
+
 def start_server(out, name, extra=None):
-    env = {**BENCH_ENV, **(extra or {})}
-    server = LocalServer(env, log_path=out / f"{name}_server.log")
+    server = new_server(out, name, extra)
     server.migrate()
     server.start()
     return server
@@ -368,7 +412,7 @@ def _warm_up(server, accounts):
 
 
 def phase_queries(cfg, out):
-    server = LocalServer(BENCH_ENV, log_path=out / "queries_server.log")
+    server = new_server(out, "queries")
     try:
         server.migrate()
         users = out / "queries_accounts.json"
@@ -409,7 +453,8 @@ def phase_queries(cfg, out):
                              "items": len(data["results"]) if "results" in data else None,
                              "count": data.get("count")})
             log(f"  {label}: {measured[-1]}")
-        return {"seed": seed, "db_mib": round(db.stat().st_size / 2**20, 1), "cases": measured}
+        size = round(db.stat().st_size / 2**20, 1) if db.exists() else None
+        return {"seed": seed, "db_mib": size, "cases": measured}
     finally:
         server.stop()
 
@@ -453,6 +498,9 @@ def main(argv=None):
     parser.add_argument("--mode", choices=sorted(MODES), default="quick")
     parser.add_argument("--only", default=",".join(PHASES), help=f"comma-separated phases of {PHASES}")
     parser.add_argument("--out", default=None, help="results folder (default results/bench/<mode>)")
+    parser.add_argument("--postgres", nargs="?", const=os.environ.get("TEST_POSTGRES_URL",
+                        "postgres://postgres@127.0.0.1:5432/postgres"), default=None, metavar="ADMIN_URL",
+                        help="PostgreSQL instead of SQLite: a throwaway database per server on this admin URL")
     args = parser.parse_args(argv)
     phases = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = set(phases) - set(PHASES)
@@ -461,11 +509,13 @@ def main(argv=None):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # servers and holders inherit it
     cfg = MODES[args.mode]
-    out = Path(args.out or REPO_DIR / "results" / "bench" / args.mode)
+    POSTGRES["admin_url"] = args.postgres
+    database = "postgres" if args.postgres else "sqlite"
+    out = Path(args.out or REPO_DIR / "results" / "bench" / f"{args.mode}-{database}")
     out.mkdir(parents=True, exist_ok=True)
     report_file = out / "bench.json"
     report = json.loads(report_file.read_text()) if report_file.exists() else {}
-    report.update({"mode": args.mode, "machine": machine(), "config": cfg})
+    report.update({"mode": args.mode, "database": database, "machine": machine(), "config": cfg})
     log(f"machine: {report['machine']}")
     for phase in phases:
         started = time.monotonic()
