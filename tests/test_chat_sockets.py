@@ -289,9 +289,7 @@ async def test_bad_subprotocol_token_is_refused_4401(ws, alice, bob):
 
 
 async def test_send_echoes_and_reaches_partner_and_both_inboxes(ws, token_for, alice, bob):
-    """One send: echo to each of the sender's room sockets, the message to each of the
-    partner's, and one inbox frame per inbox socket of both users, counterpart relative to
-    the owner and picture absolute (or null)."""
+    """One send: echo to the sender's room sockets, the message to the partner's, one frame per inbox socket."""
     ta, tb = token_for(alice), token_for(bob)
     rooms_a = [await ws(room(alice, bob), ta), await ws(room(alice, bob), ta)]
     room_b = await ws(room(bob, alice), tb)
@@ -450,8 +448,7 @@ def bad_frames(alice, bob):
 
 
 async def test_each_bad_input_gets_an_error_frame_and_the_socket_stays_usable(ws, token_for, alice, bob):
-    """Invalid JSON, non-objects, unknown/missing keys, wrong types, bad content: one error
-    frame each, nothing stored, nothing delivered, and a valid send afterwards works."""
+    """Each bad input gets one error frame; nothing stored or delivered; a valid send afterwards works."""
     sock = await ws(room(alice, bob), token_for(alice))
     room_b = await ws(room(alice, bob), token_for(bob))
     before = await message_count()
@@ -494,8 +491,7 @@ async def test_oversized_frame_gets_an_error_frame(ws, settings, token_for, alic
 
 
 async def test_inbox_socket_rejects_frames(ws, token_for, alice, bob):
-    """The inbox is server → client only: anything sent gets an error frame, nothing is stored,
-    and the inbox keeps delivering."""
+    """The inbox is server-to-client only: frames sent get an error frame and it keeps delivering."""
     sock = await ws(inbox(alice), token_for(alice))
     await sock.send_json_to(send_frame(alice, bob, "into the inbox"))
     await check_error(sock, "not_accepted")

@@ -98,9 +98,7 @@ class Conversation:
 
 
 def test_redis_outage_loses_nothing_acknowledged_and_delivery_resumes(tmp_path, own_redis, postgres_database):
-    """Kill Redis under traffic: echoes and storage go on, /readyz says 503 naming redis;
-    restart it on the same port: cross-process delivery and readiness come back by themselves;
-    every acknowledged message is in the thread."""
+    """Redis killed under traffic: echoes go on, /readyz 503, delivery resumes after restart, nothing acked lost."""
     env = server_env(tmp_path, database_url=postgres_database, redis_url=own_redis.url)
     manage(env, "migrate", "--noinput")
     a, b = provision(env, 2, "outage")
@@ -168,8 +166,7 @@ def test_redis_outage_loses_nothing_acknowledged_and_delivery_resumes(tmp_path, 
 
 
 def test_processes_started_without_redis_serve_and_join_when_it_comes(tmp_path, own_redis, postgres_database):
-    """Started while Redis is down, both processes serve (sends stored and echoed), /readyz
-    says 503 naming redis; once Redis starts they deliver to each other without a restart."""
+    """Processes started without Redis serve locally, report 503, and join the fan-out once it starts."""
     env = server_env(tmp_path, database_url=postgres_database, redis_url=own_redis.url)
     manage(env, "migrate", "--noinput")
     a, b = provision(env, 2, "late")

@@ -55,8 +55,7 @@ def short_token(user_id, seconds):
 
 
 def test_room_and_inbox_flow_across_both_ports(server):
-    """Alice on port 1 and Bob on port 2: echo, delivery, both inboxes (and the alias),
-    a REST post on either port reaching every socket, nothing else."""
+    """Room and inbox sockets on both ports of one process: echo, delivery, inboxes, REST posts."""
     (a, b), (ta, tb) = server.users[:2], server.tokens[:2]
     p1, p2 = server.ports
     room_a = open_socket(server, p1, room_path(a["id"], b["id"], ta))
@@ -93,8 +92,7 @@ def test_room_and_inbox_flow_across_both_ports(server):
 
 
 def test_token_carriers_over_the_real_server(server):
-    """Authorization header and the subprotocol pair authenticate too; the server answers
-    with the `access_token` subprotocol."""
+    """Authorization header and the subprotocol pair (answered with `access_token`) authenticate."""
     (a, b), ta = server.users[:2], server.tokens[0]
     p1 = server.ports[0]
     by_header = open_socket(server, p1, room_path(a["id"], b["id"]), header=[f"Authorization: Bearer {ta}"])
@@ -111,15 +109,14 @@ def test_token_carriers_over_the_real_server(server):
 
 
 def test_refusals_carry_their_close_codes(server):
-    """4401 without or with a bad/expired token, 4403 stranger/other inbox/foreign origin,
-    4404 unknown path/user and a room with oneself."""
+    """Every refusal over the real server closes with its code (4401, 4403, 4404)."""
     (a, b, c), (ta, tb, tc) = server.users[:3], server.tokens[:3]
     expired = short_token(a["id"], -5)
     cases = [
         (room_path(a["id"], b["id"]), {}, 4401),
         (room_path(a["id"], b["id"], "not-a-token"), {}, 4401),
         (room_path(a["id"], b["id"], expired), {}, 4401),
-        (inbox_path(a["id"], jwt.encode({"user_id": a["id"]}, "a-wrong-signing-key-of-sufficient-length-0123")), {}, 4401),
+        (inbox_path(a["id"], jwt.encode({"user_id": a["id"]}, "another-key-" + SIGNING_KEY)), {}, 4401),
         (room_path(a["id"], b["id"], tc), {}, 4403),
         (inbox_path(b["id"], ta), {}, 4403),
         (inbox_path(a["id"], ta), {"origin": "https://evil.example"}, 4403),
@@ -152,8 +149,7 @@ def test_token_expiry_closes_the_socket(server):
 
 
 def test_bad_input_over_the_real_server(server):
-    """Error frames for bad input and the socket stays usable; a frame over the size limit
-    is refused by the server (close 1009) and nothing is stored."""
+    """Bad input gets error frames on a usable socket; an oversized frame closes it with 1009; nothing stored."""
     (a, b), (ta, tb) = server.users[2:4], server.tokens[2:4]
     sock = open_socket(server, server.ports[0], room_path(a["id"], b["id"], ta))
     try:
