@@ -11,7 +11,7 @@ import pytest
 from tests.support.live import LiveServer, free_port, http_json, server_env
 
 from .support import (
-    Closed,
+    PASSWORD,
     Socket,
     check_inbox_frame,
     check_room_frame,
@@ -175,10 +175,32 @@ def test_bad_input_over_the_real_server(server):
     assert [m["content"] for m in body["data"]["results"]] == [text]
 
 
+def test_logout_revokes_the_token_for_sockets(server):
+    """After POST /api/logout/, the same access token opens no socket (4401)."""
+    user = server.users[3]
+    status, body = http_json("POST", f"{server.http_url()}/api/login/",
+                             {"username": user["username"], "password": PASSWORD})
+    assert status == 200, body
+    access, refresh = body["data"]["access"], body["data"]["refresh"]
+    sock = open_socket(server, server.ports[0], inbox_path(user["id"], access))
+    assert sock.drain(0.3) == []  # accepted while the token is valid
+    sock.close()
+    status, body = http_json("POST", f"{server.http_url()}/api/logout/", {"refresh": refresh}, token=access)
+    assert status in (200, 204, 205), body
+    sock = open_socket(server, server.ports[1], inbox_path(user["id"], access))
+    try:
+        assert sock.wait_closed(5) == 4401
+    finally:
+        sock.close()
+
+
 def test_tokens_never_reach_the_log(server):
-    """Access-log lines show `token=[redacted]`; no JWT (`eyJ...`) appears anywhere in the log."""
-    a, ta = server.users[0], server.tokens[0]
-    sock = open_socket(server, server.ports[1], inbox_path(a["id"], ta))
+    """Access-log lines show `token=[redacted]`; no JWT (`eyJ...`) and no message text appear in the log."""
+    (a, b), ta = server.users[:2], server.tokens[0]
+    sock = open_socket(server, server.ports[1], room_path(a["id"], b["id"], ta))
+    secret = marker("private words")
+    sock.send_json({"sender": a["id"], "receiver": b["id"], "content": secret})
+    check_room_frame(sock.recv_json(), a["id"], b["id"], secret)
     sock.close()
     status, _ = http_json("GET", f"{server.http_url()}/healthz?token={ta}")
     assert status == 200
@@ -186,3 +208,4 @@ def test_tokens_never_reach_the_log(server):
     log = server.log_path.read_text(errors="replace")
     assert "token=[redacted]" in log
     assert "eyJ" not in log
+    assert secret not in log and "private words" not in log
