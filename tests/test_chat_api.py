@@ -726,15 +726,17 @@ def test_without_client_id_each_post_stores(as_alice, alice, bob):
 
 
 def test_thread_page_and_page_size(as_alice, alice, bob):
-    """page/page_size slice newest first, with count, next and previous links."""
+    """page/page_size slice newest first; `next` continues by before_id cursor."""
     ids = [send(alice, bob, str(n)).pk for n in range(5)][::-1]
     page1 = data_of(as_alice.get(THREAD, {"other_user_id": bob.pk, "page_size": 2}), 200)
     assert page1["count"] == 5 and page1["previous"] is None
     assert [m["id"] for m in page1["results"]] == ids[:2]
-    assert "page=2" in page1["next"] and "page_size=2" in page1["next"]
+    assert f"before_id={ids[1]}" in page1["next"] and "page_size=2" in page1["next"]
+    assert "page=" not in page1["next"].replace("page_size=", "")
+    send(bob, alice, "arrives meanwhile")  # following next must not repeat ids[1]
     page2 = data_of(as_alice.get(page1["next"]), 200)
     assert [m["id"] for m in page2["results"]] == ids[2:4]
-    assert "page=1" in page2["previous"]
+    assert "page=1" in data_of(as_alice.get(THREAD, {"other_user_id": bob.pk, "page_size": 2, "page": 2}), 200)["previous"]
     page3 = data_of(as_alice.get(page2["next"]), 200)
     assert [m["id"] for m in page3["results"]] == ids[4:]
     assert page3["next"] is None
@@ -1335,3 +1337,15 @@ def test_live_cursors_with_a_concurrent_writer_on_sqlite(tmp_path):
         thread.join(30)
     assert seen == original[::-1]
     assert caught_up == written == sorted(written) and len(written) == 30
+
+
+def test_oversized_json_body_is_refused_before_parsing(as_alice, alice, bob, settings):
+    """A JSON body over DATA_UPLOAD_MAX_MEMORY_SIZE gets 413 and stores nothing."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = json.dumps({"receiver": bob.pk, "content": "x" * 2000})
+    response = as_alice.post(API, body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json()["success"] is False
+    assert Message.objects.count() == 0
+    ok = as_alice.post(API, json.dumps({"receiver": bob.pk, "content": "short"}), content_type="application/json")
+    assert ok.status_code == 201

@@ -43,10 +43,18 @@ def _url(request, **params):
     return request.build_absolute_uri(request.path) + "?" + urlencode(sorted(query.items()))
 
 
-def numbered_payload(request, page, page_no):
+def numbered_payload(request, page, page_no, cursor_name=None):
+    """A page by number. With `cursor_name`, `next` continues from the last item by that
+    cursor instead, so following it while new rows arrive neither repeats nor skips."""
+    if not page.has_more or not page.items:
+        next_url = None
+    elif cursor_name:
+        next_url = _url(request, **{cursor_name: page.items[-1]["id"]})
+    else:
+        next_url = _url(request, page=page_no + 1)
     return {
         "count": page.count,
-        "next": _url(request, page=page_no + 1) if page.has_more else None,
+        "next": next_url,
         "previous": _url(request, page=page_no - 1) if page_no > 1 else None,
         "results": page.items,
     }

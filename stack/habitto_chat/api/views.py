@@ -6,12 +6,14 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import IsAuthenticated
 
 from .. import actions, queries
 from ..conversations import check_counterpart, parse_id
 from .authentication import JWTAuthentication
 from .envelope import EnvelopeJSONRenderer, envelope_exception_handler, ok
+from .parsers import BoundedJSONParser
 from .pagination import cursor_param, cursor_payload, numbered_payload, page_params
 from .serializers import EditMessageInput, OtherUserInput, SendMessageInput
 
@@ -35,6 +37,7 @@ class MessageViewSet(viewsets.ViewSet):
     authentication_classes = [JWTAuthentication]
     permission_classes = [IsAuthenticated]
     renderer_classes = [EnvelopeJSONRenderer]
+    parser_classes = [BoundedJSONParser, FormParser]
 
     def get_exception_handler(self):
         return envelope_exception_handler
@@ -52,7 +55,7 @@ class MessageViewSet(viewsets.ViewSet):
             return ok(cursor_payload(request, page, "after_id"))
         if before_id is not None:
             return ok(cursor_payload(request, page, "before_id"))
-        return ok(numbered_payload(request, page, page_no))
+        return ok(numbered_payload(request, page, page_no, cursor_name="before_id"))
 
     @extend_schema(
         operation_id="messages_list",
