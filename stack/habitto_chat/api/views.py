@@ -6,7 +6,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.parsers import FormParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 
 from .. import actions, queries
@@ -37,7 +37,7 @@ class MessageViewSet(viewsets.ViewSet):
     authentication_classes = [JWTAuthentication]
     permission_classes = [IsAuthenticated]
     renderer_classes = [EnvelopeJSONRenderer]
-    parser_classes = [BoundedJSONParser, FormParser]
+    parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
 
     def get_exception_handler(self):
         return envelope_exception_handler
