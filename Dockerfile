@@ -1,14 +1,14 @@
 # The chat backend image: one uvicorn process serving HTTP and WebSocket on $PORTS.
 #
 #   docker build --network host -t habitto-chat .
-#   docker build --build-arg BASE_IMAGE=python:3.12-slim-bookworm ...   # another base
+#   docker build --build-arg BASE_IMAGE=python:3.11-slim-bookworm ...   # another base
 #
 # Multi-stage: the builder installs the pinned requirements/base.txt into a venv (binary
 # wheels only, so no compiler is needed); the final stage gets that venv and stack/,
 # nothing else. No secrets are baked in: SECRET_KEY, DATABASE_URL, REDIS_URL, ... come
 # from the environment at run time (see .env.example and docs/docker.md). With DEBUG off
 # (the default) the server refuses to start without SECRET_KEY and ALLOWED_HOSTS.
-ARG BASE_IMAGE=python:3.12-slim
+ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore

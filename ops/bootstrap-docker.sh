@@ -14,7 +14,7 @@
 #      source list (the system is not upgraded) and install its CLI plugin
 #   4. build the stand-ins described in ops/standins/*/ (debootstrap rootfs -> docker
 #      import -> a small Dockerfile adding the official image's interface), tagged with
-#      the official names (python:3.12-slim, postgres:15, redis:7)
+#      the official names (python:3.11-slim, postgres:15, redis:7)
 #
 # Environment (all optional):
 #   BOOTSTRAP_STATE_DIR  work folder (default /var/lib/habitto-docker-bootstrap)

@@ -13,7 +13,15 @@ from tests.support.live import REPO_DIR, free_port, http_json
 
 COMPOSE_FILE = REPO_DIR / "compose.yaml"
 ENV_EXAMPLE = REPO_DIR / ".env.example"
-BASE_IMAGES = ("python:3.12-slim", "postgres:15", "redis:7")
+
+def _base_images():
+    """The images the stack is built from and runs, as the Dockerfile and compose.yaml name them."""
+    python = re.search(r"^ARG BASE_IMAGE=(\S+)", (REPO_DIR / "Dockerfile").read_text(), re.M).group(1)
+    services = re.findall(r"^\s+image:\s*\$?\{?[A-Z_]*:?-?((?:postgres|redis):[\w.]+)", COMPOSE_FILE.read_text(), re.M)
+    return (python, *sorted(set(services)))
+
+
+BASE_IMAGES = _base_images()
 PORT_VARS = ("BACKEND_WS_PORT", "BACKEND_HTTP_PORT", "REDIS_PORT", "POSTGRES_PORT")
 
 
