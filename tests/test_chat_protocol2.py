@@ -102,3 +102,4 @@ async def test_protocol2_errors_are_typed_and_legacy_frames_refused(pair):
     await socket.send_to(text_data=json.dumps({"type": "message.send", "content": ""}))
     assert (await socket.receive_json_from(timeout=3))["code"] == "empty_content"
     await socket.disconnect()
+

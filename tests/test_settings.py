@@ -238,3 +238,19 @@ def test_default_state_dir_is_git_ignored():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["var/secret_key", "var/db.sqlite3"]
+
+
+def test_repeating_log_errors_are_let_through_once_per_interval():
+    """The layer's once-a-second traceback during a Redis outage is logged once a minute."""
+    import logging
+
+    from chatserver.logfilters import OncePerInterval
+
+    limiter = OncePerInterval(seconds=60)
+    record = lambda: logging.LogRecord("channels_redis.pubsub", logging.ERROR, __file__, 1, "Unexpected exception in receive task", None, None)
+    results = [limiter.filter(record()) for _ in range(5)]
+    assert results == [True, False, False, False, False]
+    limiter._last = {k: (v[0] - 61, v[1]) for k, v in limiter._last.items()}
+    again = record()
+    assert limiter.filter(again) is True
+    assert "and 4 more like it" in again.msg

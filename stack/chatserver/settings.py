@@ -183,7 +183,10 @@ if REDIS_URL:
                         "socket_keepalive": True,
                         "health_check_interval": 10,
                     }
-                ]
+                ],
+                # Pub/sub ignores the database number in REDIS_URL: deployments sharing
+                # one Redis must differ here, or they would receive each other's events.
+                "prefix": env_str("REDIS_CHANNEL_PREFIX") or "habitto-chat",
             },
         }
     }
@@ -277,7 +280,10 @@ LOG_LEVEL = env_str("LOG_LEVEL") or "INFO"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_tokens": {"()": "chatserver.logfilters.RedactTokens"}},
+    "filters": {
+        "redact_tokens": {"()": "chatserver.logfilters.RedactTokens"},
+        "once_per_minute": {"()": "chatserver.logfilters.OncePerInterval", "seconds": 60},
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {
         "console": {
@@ -291,5 +297,7 @@ LOGGING = {
         "uvicorn.access": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "uvicorn.error": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django.db.backends": {"level": "INFO"},
+        # While Redis is down the pub/sub layer logs a traceback every second.
+        "channels_redis.pubsub": {"filters": ["once_per_minute"]},
     },
 }

@@ -2,7 +2,7 @@
 
 simplejwt blacklists refresh tokens only; logout also records the access token's jti in
 the same blacklist tables, and both REST and socket authentication refuse it from then
-on. Without the token_blacklist app installed, nothing is revocable.
+on; sockets already open with it are closed. Without the token_blacklist app installed, nothing is revocable.
 """
 
 from datetime import datetime, timezone
@@ -11,6 +11,9 @@ from django.apps import apps
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
+
+from . import wire
+from .events import publish_on_commit
 
 __all__ = ["TokenError", "decode_access_token", "is_revoked", "revoke_access_token"]
 
@@ -47,3 +50,6 @@ def revoke_access_token(token):
         },
     )
     BlacklistedToken.objects.get_or_create(token=outstanding)
+    user_id = token.get(api_settings.USER_ID_CLAIM)
+    if user_id is not None:
+        publish_on_commit([wire.session_revoked_event(int(user_id), token[api_settings.JTI_CLAIM])])

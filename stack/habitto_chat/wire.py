@@ -119,6 +119,19 @@ def conversation_cleared_event(user_id, other_id, cleared_before_id):
     }
 
 
+def session_revoked_event(user_id, jti):
+    """Logout revoked this access token: sockets opened with it close (4401)."""
+    return {"type": "session.revoked", "recipients": [user_id], "pair": None, "jti": jti}
+
+
+def user_deactivated_event(user_id):
+    """The account was deactivated: all its sockets close (4401)."""
+    return {"type": "user.deactivated", "recipients": [user_id], "pair": None}
+
+
+SESSION_EVENTS = ("session.revoked", "user.deactivated")
+
+
 # --- frames for the legacy sockets ---------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """Socket authentication middleware: finds the access token, verifies it once at the
-handshake and leaves the result in the scope (`user_id`, `token_exp`, `auth_failure`).
+handshake and leaves the result in the scope (`user_id`, `token_exp`, `token_jti`,
+`auth_failure`).
 
 The token may come from `?token=` (the shipped app), `Authorization: Bearer`, or the
 subprotocol pair `access_token, <jwt>` (browsers, which cannot set headers). Refusal
@@ -38,7 +39,7 @@ def token_from_scope(scope):
 
 @database_sync_to_async
 def authenticate(raw):
-    """(user id, expiry timestamp, None) or (None, None, reason)."""
+    """(user id, token claims, None) or (None, None, reason)."""
     if not raw:
         return None, None, "missing token"
     try:
@@ -55,7 +56,7 @@ def authenticate(raw):
     User = get_user_model()
     if not User._default_manager.filter(pk=user_id, is_active=True).exists():
         return None, None, "inactive or unknown user"
-    return user_id, token["exp"], None
+    return user_id, token.payload, None
 
 
 def origin_allowed(scope, allowed):
@@ -79,7 +80,13 @@ class JWTAuthMiddleware:
     async def __call__(self, scope, receive, send):
         hub.bind(asyncio.get_running_loop())
         raw, subprotocol = token_from_scope(scope)
-        user_id, expires_at, failure = await authenticate(raw)
-        scope = dict(scope, user_id=user_id, token_exp=expires_at, auth_failure=failure,
-                     chat_subprotocol=subprotocol)
+        user_id, claims, failure = await authenticate(raw)
+        scope = dict(
+            scope,
+            user_id=user_id,
+            token_exp=claims["exp"] if claims else None,
+            token_jti=claims.get(api_settings.JTI_CLAIM) if claims else None,
+            auth_failure=failure,
+            chat_subprotocol=subprotocol,
+        )
         return await self.inner(scope, receive, send)

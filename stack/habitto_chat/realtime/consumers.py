@@ -130,8 +130,17 @@ class ChatSocket(AsyncWebsocketConsumer):
 
     # --- outbound ----------------------------------------------------------------
 
-    def on_event(self, delivery):
+    def deliver(self, delivery):
         """Called by the hub, in the event loop, for events naming this socket's user."""
+        event = delivery.event
+        if event["type"] in wire.SESSION_EVENTS:
+            if event["type"] == "user.deactivated" or event["jti"] == self.scope.get("token_jti"):
+                self._close_soon(UNAUTHENTICATED, "session ended")
+            return
+        self.on_event(delivery)
+
+    def on_event(self, delivery):
+        """What this kind of socket sends for a chat event."""
 
     def push(self, text):
         if self._closing:

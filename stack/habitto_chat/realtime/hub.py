@@ -141,7 +141,7 @@ class Hub:
             delivery = Delivery(event)
             for user_id in event["recipients"]:
                 for socket in tuple(self._sockets.get(user_id, ())):
-                    socket.on_event(delivery)
+                    socket.deliver(delivery)
 
     async def _send_remote(self, events):
         message = {"type": "chat.events", "origin": self.id, "events": events}
