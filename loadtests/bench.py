@@ -9,7 +9,8 @@ Phases (each on a fresh throwaway server: python -m chatserver.serve, DEBUG=1, S
 temporary STATE_DIR, in-memory channel layer, i.e. `make run`):
 
   generator   the load generator's own capacity, against loadtests/stub_server.py
-  throughput  flood: delivered msgs/s from one server process; every message persisted
+  throughput  closed-loop flood (each sender keeps a few messages awaiting their echo):
+              delivered msgs/s from one server process; every message persisted
   latency     paced sweep: complete fan-out p50/p95/p99 against the offered rate (PNG plot)
   idle        N idle authenticated inbox sockets: server RSS per socket (with and without
               permessage-deflate), and fan-out latency at 1,000 msgs/s while they are open
@@ -41,13 +42,13 @@ from .server import REPO_DIR, LocalServer, free_port, manage
 MODES = {
     "quick": {
         "duration": 8, "gen_full": [1000, 2000], "gen_room": [3000],
-        "flood": [("room only", False, 4000, 50)], "sweep": [250, 1000],
+        "flood": [("room only", False, 50, 8)], "sweep": [250, 1000],
         "idle_sockets": 1000, "idle_deflate": [False], "messages": 100_000, "partners": 100,
         "others": 100, "requests": 100,
     },
     "full": {
         "duration": 20, "gen_full": [1000, 2000, 3000, 4000], "gen_room": [3000, 6000],
-        "flood": [("room only", False, 4000, 50), ("room only", False, 5000, 200), ("room + inbox", True, 4000, 200)],
+        "flood": [("room only", False, 50, 8), ("room only", False, 200, 4), ("room + inbox", True, 50, 8)],
         "sweep": [250, 500, 1000, 1500, 2000],
         "idle_sockets": 10_000, "idle_deflate": [False, True], "messages": 1_000_000, "partners": 1000,
         "others": 2000, "requests": 300,
@@ -179,7 +180,7 @@ def provision(server, count, out, name):
 
 
 def loadtest(http_base, ws_base, accounts_file, out, label, inbox=True, rate=1000, duration=20, users=CONVERSATIONS,
-             drain=15):
+             drain=15, window=0):
     """One Locust run of the `bench` scenario; returns its summary (plus the exit code)."""
     results = out / label.replace(" ", "_").replace("/", "_")
     per_user = rate / (2 * users)
@@ -187,7 +188,7 @@ def loadtest(http_base, ws_base, accounts_file, out, label, inbox=True, rate=100
            "--target-ws", ws_base, "--accounts", str(accounts_file), "--results", str(results),
            "--set", f"users={users}", "--set", f"rate_per_user={per_user}", "--set", f"duration={duration}",
            "--set", f"inbox={'true' if inbox else 'false'}", "--set", f"drain={drain}",
-           "--set", f"spawn_rate={users}"]
+           "--set", f"spawn_rate={users}", "--set", f"window={window}"]
     proc = subprocess.run(cmd, cwd=REPO_DIR, capture_output=True, text=True,
                           timeout=duration + drain + 300)
     (results / "output.txt").parent.mkdir(parents=True, exist_ok=True)
@@ -209,7 +210,8 @@ def brief(summary):
         "complete_p50": c.get("p50"), "complete_p95": c.get("p95"), "complete_p99": c.get("p99"),
         "complete_max": c.get("max") and round(c["max"], 1),
         "partner_room_p99": p.get("p99"), "send_lag_p99": summary["send_lag_p99_ms"],
-        "lost": summary["lost"], "duplicated": summary["duplicated"], "out_of_order": summary["out_of_order"],
+        "lost": summary["lost"], "late": summary.get("late", 0), "duplicated": summary["duplicated"],
+        "out_of_order": summary["out_of_order"],
         "errors": summary["other_failures"], "passed": summary["passed"],
     }
 
@@ -271,18 +273,20 @@ def _unsigned_jwt(user_id):
 
 def phase_throughput(cfg, out):
     runs = []
-    for label, inbox, rate, users in cfg["flood"]:
+    for label, inbox, users, window in cfg["flood"]:
+        rate = 2 * users * 500  # far above capacity: the window (messages awaiting their echo) paces it
         name = f"throughput_{'inbox' if inbox else 'room'}_{users}"
         server = start_server(out, name)
         try:
             tokens = provision(server, 2 * users + 2, out, name)
             before = count_messages(server)
-            log(f"throughput flood {label}, {users} conversations: {rate} msgs/s offered")
+            log(f"throughput closed loop {label}, {users} conversations, window {window} per sender")
             with Usage(server) as usage:
                 s = loadtest(server.http_base, server.ws_base, tokens, out, f"throughput {label} {users}",
-                             inbox=inbox, rate=rate, duration=cfg["duration"], users=users)
+                             inbox=inbox, rate=rate, duration=cfg["duration"], users=users, window=window)
             stored = count_messages(server) - before
-            runs.append({"label": label, "inbox": inbox, "conversations": users, **brief(s), "stored": stored,
+            runs.append({"label": label, "inbox": inbox, "conversations": users, "window": window, **brief(s),
+                         "stored": stored,
                          "stored_equals_sent": stored == s["sent"], **usage.result})
             log(f"  -> {runs[-1]}")
         finally:

@@ -26,6 +26,7 @@ class Scenario:
     receive_timeout: float
     sync_start: float = 0.0
     inbox: bool = True
+    window: int = 0
     thresholds: dict = field(default_factory=dict)
     server_env: dict = field(default_factory=dict)
 
@@ -43,7 +44,16 @@ class Scenario:
 
 
 def _coerce(key, value, like):
-    if isinstance(like, bool) or like is None:
+    if isinstance(like, bool):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"scenario key {key}: {value!r} is not a boolean")
+    if like is None:
         return value
     try:
         return type(like)(value)

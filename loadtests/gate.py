@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .tracker import PATHS
 
-ANOMALIES = ("lost", "duplicate", "out_of_order", "stray")
+ANOMALIES = ("lost", "duplicate", "out_of_order", "stray", "late")
 FANOUT_ROWS = [*PATHS, "complete"]
 
 
@@ -67,6 +67,7 @@ def summarize(stats, scenario):
         "duplicated": sum(anomalies["duplicate"].values()),
         "out_of_order": sum(anomalies["out_of_order"].values()),
         "stray": sum(anomalies["stray"].values()),
+        "late": sum(anomalies["late"].values()),
         "anomalies": anomalies,
         "other_requests": requests,
         "other_failures": failures,
@@ -127,7 +128,8 @@ def render(summary, checks):
         f"sent {summary['sent']} (send failures {summary['send_failures']}), "
         f"generator send lag p99 {_fmt(summary['send_lag_p99_ms'])} ms; "
         f"other requests {summary['other_requests']}, failures {summary['other_failures']} "
-        f"(error rate {summary['error_rate']:.4%}); stray frames {summary['stray']}",
+        f"(error rate {summary['error_rate']:.4%}); stray frames {summary['stray']}, "
+        f"arrived after the drain (counted lost) {summary['late']}",
         "",
         f"{'threshold':<20}{'limit':>10}{'measured':>12}  result",
     ]

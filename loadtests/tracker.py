@@ -77,6 +77,7 @@ class Tracker:
         self.orders = {}  # (socket key, sender) -> OrderCheck
         self.sent = 0
         self.completed = 0
+        self.given_up = set()  # (sender, seq) declared lost: a later arrival is "late", not a duplicate
 
     def expect(self, sender, seq, intended, conversation):
         self.pending[(sender, seq)] = [intended, self.expected_bits, conversation]
@@ -104,6 +105,9 @@ class Tracker:
         if verdict == "out_of_order":
             self.on_anomaly("out_of_order", path)
         record = self.pending.get(ident)
+        if record is None and ident in self.given_up:
+            self.on_anomaly("late", path)  # already counted lost when the drain ended
+            return
         if record is None or not record[1] & BIT[path]:
             # Already counted on this path through another socket of the same kind.
             self.on_anomaly("duplicate", path)
@@ -128,6 +132,7 @@ class Tracker:
         doomed = [k for k, r in self.pending.items() if conversation is None or r[2] == conversation]
         for key in doomed:
             bits = self.pending.pop(key)[1]
+            self.given_up.add(key)
             for path in PATHS:
                 if bits & BIT[path]:
                     lost[path] += 1

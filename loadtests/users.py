@@ -25,6 +25,7 @@ import random
 import time
 
 import gevent
+import gevent.event
 from locust import User, constant, task
 from locust.exception import StopUser
 
@@ -131,6 +132,9 @@ class Participant:
         self.room = None
         self.seq = 0
         self.next_at = 0.0
+        self.in_flight = 0  # sent, echo not back yet (closed-loop runs)
+        self.can_send = gevent.event.Event()
+        self.can_send.set()
 
 
 class ConversationUser(ChatSocketUser):
@@ -160,7 +164,7 @@ class ConversationUser(ChatSocketUser):
 
     # -- frames --------------------------------------------------------------------------
     def _room_handler(self, me):
-        tracker, key, loads = STATE.tracker, None, json.loads
+        tracker, loads, window = STATE.tracker, json.loads, self.scenario.window
 
         def on_frame(text, now):
             obj = loads(text)
@@ -172,7 +176,14 @@ class ConversationUser(ChatSocketUser):
                 else:
                     self.report("WS", "stray room", 0, len(text), LoadTestFailure("unexpected frame"))
                 return
-            path = "sender_echo" if sender == me.id else "partner_room"
+            if sender == me.id:
+                path = "sender_echo"
+                if window:
+                    me.in_flight -= 1
+                    if me.in_flight < window:
+                        me.can_send.set()
+            else:
+                path = "partner_room"
             tracker.arrived((id(me), "room"), path, obj.get("content", ""), now)
 
         return on_frame
@@ -209,7 +220,8 @@ class ConversationUser(ChatSocketUser):
         for p in self.participants:
             p.next_at = start + random.random() * interval  # spread senders over the interval
         a, b = self.participants
-        dumps, monotonic, perf = json.dumps, time.monotonic, time.perf_counter
+        window = scenario.window
+        dumps, monotonic = json.dumps, time.monotonic
         while True:
             me = a if a.next_at <= b.next_at else b
             intended = me.next_at
@@ -218,14 +230,26 @@ class ConversationUser(ChatSocketUser):
             delay = intended - monotonic()
             if delay > 0:
                 gevent.sleep(delay)
+            if window and me.in_flight >= window:
+                # Closed loop (throughput runs): wait for an echo; latency then counts from
+                # the actual send, so these runs measure capacity, not schedule latency.
+                if not me.can_send.wait(timeout=max(0.0, end - monotonic())):
+                    break
+                intended = max(intended, monotonic())
             seq = me.seq
             content = tracking.make_content(run_id, me.id, seq, size)
             frame = dumps({"sender": me.id, "receiver": me.partner_id, "content": content})
             tracker.expect(me.id, seq, intended, self.key)
+            if window:
+                me.in_flight += 1
+                if me.in_flight >= window:
+                    me.can_send.clear()
             try:
                 me.room.send_text(frame)
             except ChatError as exc:
                 tracker.forget(me.id, seq)
+                if window:
+                    me.in_flight -= 1
                 self.report("WS", "send", (monotonic() - intended) * 1000, 0, exc)
             else:
                 self.report("WS", "send", (monotonic() - intended) * 1000, len(frame))

@@ -89,3 +89,20 @@ def test_pairs_are_split_deterministically_between_workers():
     assert [a["username"] for a in parts[0]] == ["u0", "u1", "u4", "u5", "u8", "u9"]
     assert [a["username"] for a in parts[1]] == ["u2", "u3", "u6", "u7"]
     assert slices(accounts, 1) == [accounts]
+
+
+def test_boolean_scenario_keys_parse_false():
+    """--set inbox=false really turns the inbox sockets off (not the truthy string "false")."""
+    assert config.load("smoke", overrides={"inbox": "false"}).inbox is False
+    assert config.load("smoke", overrides={"inbox": "1"}).inbox is True
+    with pytest.raises(ValueError):
+        config.load("smoke", overrides={"inbox": "maybe"})
+
+
+def test_arrival_after_the_drain_is_late_not_duplicate():
+    """A delivery that comes after the conversation was given up is reported late."""
+    tracker, _, anomalies = make_tracker()
+    tracker.expect(1, 0, 0.0, "c")
+    tracker.give_up("c")
+    tracker.arrived("b-room", "partner_room", make_content("run", 1, 0, 10), 30.0)
+    assert anomalies == [("late", "partner_room")]
