@@ -49,7 +49,7 @@ MODES = {
     "full": {
         "duration": 20, "gen_full": [1000, 2000, 4000, 6000], "gen_room": [3000, 6000, 10000],
         "flood": [("room only", False, 50, 8), ("room only", False, 200, 4), ("room + inbox", True, 50, 8)],
-        "sweep": [250, 500, 1000, 1500, 2000],
+        "sweep": [250, 500, 1000, 1500, 2000, 3000],
         "idle_sockets": 10_000, "idle_deflate": [False, True], "messages": 1_000_000, "partners": 1000,
         "others": 2000, "requests": 300,
     },
