@@ -44,6 +44,10 @@ run: venv
 test: export DEBUG ?= 1
 test: test-sqlite test-postgres
 
+# Connections close after each use in tests: a thread's persistent connection would keep
+# PostgreSQL from dropping the test database at the end.
+test-sqlite test-postgres test-django-current: export DB_CONN_MAX_AGE ?= 0
+
 test-sqlite: export DEBUG ?= 1
 test-sqlite: venv
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -67,6 +67,17 @@ def close_writer():
     close_writer_connection()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _writer_connection_closed_before_teardown(django_db_setup, django_db_blocker):
+    """The writer thread's connection would keep PostgreSQL from dropping the test
+    database; depending on django_db_setup makes this run before that teardown."""
+    yield
+    from habitto_chat.realtime.batcher import close_writer_connection
+
+    with django_db_blocker.unblock():
+        close_writer_connection()
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     url = services.redis_url()
