@@ -81,7 +81,12 @@ def machine():
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
-    return {"nproc": os.cpu_count(), "cpu_model": model, "memory_gb": round(mem_kb / 1024 / 1024, 1),
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = ""
+    return {"commit": commit, "nproc": os.cpu_count(), "cpu_model": model, "memory_gb": round(mem_kb / 1024 / 1024, 1),
             "python": platform.python_version(), "kernel": platform.release(), "versions": versions,
             "nofile_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
 
@@ -525,6 +530,7 @@ def main(argv=None):
         started = time.monotonic()
         report[phase] = globals()[f"phase_{phase}"](cfg, out)
         report[phase]["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        report[phase]["commit"] = report["machine"]["commit"]
         report[phase]["seconds"] = round(time.monotonic() - started, 1)
         report_file.write_text(json.dumps(report, indent=1))
     log(f"done: {report_file}")
