@@ -74,6 +74,10 @@ def main(argv=None):
     import uvicorn
     from django.conf import settings
 
+    from chatserver import gcwatch
+
+    gcwatch.install()
+
     sockets = [bind(args.host, port) for port in args.ports]
     config = uvicorn.Config(
         "chatserver.asgi:application",
