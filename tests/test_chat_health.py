@@ -121,7 +121,8 @@ def test_live_readyz_fails_when_database_unreachable(tmp_path):
         body = _ready(server, 503, attempts=1)
     assert body["status"] == "unavailable"
     assert_failed_check(body["checks"]["database"])
-    assert "connect" in body["checks"]["database"]["error"].lower()
+    error = body["checks"]["database"]["error"].lower()
+    assert "connect" in error or "timed out" in error  # refused at once, or the pool's wait ran out
     assert_ok_check(body["checks"]["channel_layer"])
 
 

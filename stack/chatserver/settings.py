@@ -163,6 +163,16 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     }
 elif _database["ENGINE"] == "django.db.backends.postgresql":
     _database.setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 5, 1)
+    if env_bool("DB_POOL", True):
+        # asgiref runs each request's sync code in a thread of its own, so Django's
+        # per-thread persistent connections would open a PostgreSQL session per request
+        # (measured: docs/benchmarks.md). A process-wide pool reuses them instead.
+        _database["CONN_MAX_AGE"] = 0  # required with a pool
+        _database["OPTIONS"]["pool"] = {
+            "min_size": env_int("DB_POOL_MIN", 2, 1),
+            "max_size": env_int("DB_POOL_MAX", 10, 1),
+            "timeout": env_int("DB_POOL_TIMEOUT", 10, 1),
+        }
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -49,6 +49,9 @@ async def _run(check, timeout):
     started = time.perf_counter()
     try:
         await asyncio.wait_for(check(), timeout)
+    except asyncio.TimeoutError:
+        reason = f"timed out after {timeout:.1f} s (no answer)"
+        return {"ok": False, "error": reason, "ms": round((time.perf_counter() - started) * 1000, 1)}
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":") or type(exc).__name__
         return {"ok": False, "error": reason[:300], "ms": round((time.perf_counter() - started) * 1000, 1)}
