@@ -166,13 +166,18 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
 
 
 def test_database_url_selects_postgresql(tmp_path):
-    """DATABASE_URL=postgres://... selects PostgreSQL with a connect timeout."""
+    """DATABASE_URL=postgres://... selects PostgreSQL with a connect timeout and a pool."""
     env = clean_env(tmp_path, DEBUG="1", DATABASE_URL="postgres://chat:pw@db.example:5433/chatdb")
     expression = "{k: settings.DATABASES['default'][k] for k in ('ENGINE', 'NAME', 'HOST', 'PORT', 'USER')}"
     assert setting(env, expression) == (
         "{'ENGINE': 'django.db.backends.postgresql', 'NAME': 'chatdb', 'HOST': 'db.example', 'PORT': 5433, 'USER': 'chat'}"
     )
-    assert setting(env, "settings.DATABASES['default']['OPTIONS']") == "{'connect_timeout': 5}"
+    assert setting(env, "settings.DATABASES['default']['OPTIONS']") == (
+        "{'connect_timeout': 5, 'pool': {'min_size': 2, 'max_size': 10, 'timeout': 10}}"
+    )
+    assert setting(env, "settings.DATABASES['default']['CONN_MAX_AGE']") == "0"
+    unpooled = clean_env(tmp_path, DEBUG="1", DATABASE_URL="postgres://chat:pw@db.example:5433/chatdb", DB_POOL="0")
+    assert setting(unpooled, "settings.DATABASES['default']['OPTIONS']") == "{'connect_timeout': 5}"
 
 
 def test_channel_layer_follows_redis_url(tmp_path):

@@ -1,7 +1,6 @@
 """URLs of the standalone server: accounts, the chat API, health, schema."""
 
 from django.conf import settings
-from django.contrib import admin
 from django.urls import include, path
 from django.views.static import serve as serve_media
 from drf_spectacular.views import SpectacularAPIView
@@ -15,7 +14,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/", include("accounts.urls")),
     path("api/messages/", include("habitto_chat.api.urls")),
-    path("admin/", admin.site.urls),
     # Uploaded profile pictures. Behind a proxy, serve /media/ from the proxy instead.
     path("media/<path:path>", serve_media, {"document_root": settings.MEDIA_ROOT}),
 ]
