@@ -76,7 +76,8 @@ def main(argv=None):
 
     from chatserver import gcwatch
 
-    gcwatch.install()
+    gcwatch.log_long_pauses()
+    gcwatch.freeze_long_lived(settings.GC_FREEZE_SECONDS, settings.GC_RELEASE_SECONDS)
 
     sockets = [bind(args.host, port) for port in args.ports]
     config = uvicorn.Config(

@@ -280,6 +280,10 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
+# The server process's garbage-collector policy (chatserver/gcwatch.py); 0 disables it.
+GC_FREEZE_SECONDS = env_float("GC_FREEZE_SECONDS", 10.0)
+GC_RELEASE_SECONDS = env_float("GC_RELEASE_SECONDS", 3600.0, 1.0)
+
 LOG_LEVEL = env_str("LOG_LEVEL") or "INFO"
 LOGGING = {
     "version": 1,
