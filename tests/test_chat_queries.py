@@ -127,8 +127,8 @@ def test_thread_queries_same_for_10_and_500(make_user, client_for):
     assert (small_page["count"], len(small_page["results"])) == (10, 10)
     assert (large_page["count"], len(large_page["results"])) == (500, 50)
     assert n_small == n_large
-    # auth (2) + counterpart check + both sides + count + page
-    assert n_large == 6
+    # auth (2) + counterpart check + both sides + page; the count is the side's visible_count
+    assert n_large == 5
 
 
 def test_thread_cursor_queries_same_for_10_and_500(make_user, client_for):
@@ -219,3 +219,31 @@ def test_reads_and_deletes_do_not_grow_with_history(make_user, client_for, call)
         assert response.status_code == 200, response.content
         counts.append(count)
     assert counts[0] == counts[1]
+
+
+
+@pytest.mark.django_db
+def test_visible_count_matches_a_real_count_through_send_clear_and_delete(make_user):
+    """The thread's count comes from the side's visible_count; it never drifts from COUNT(*)."""
+    from habitto_chat import actions
+    from habitto_chat.models import Message, Participant
+
+    alice, bob = make_user(), make_user()
+
+    def check():
+        for user, other in ((alice, bob), (bob, alice)):
+            side = Participant.objects.get(user=user, other_user=other)
+            real = Message.objects.filter(conversation_id=side.conversation_id, id__gt=side.cleared_before_id).count()
+            assert side.visible_count == real
+
+    sent = [actions.do_send_message(alice.pk, bob.pk, f"m{n}").message for n in range(3)]
+    check()
+    actions.do_clear_conversation(alice.pk, bob.pk)
+    check()
+    later = actions.do_send_message(bob.pk, alice.pk, "after the clear").message
+    check()
+    actions.do_delete_message(alice.pk, sent[0].id)  # hidden for alice, visible for bob
+    actions.do_delete_message(bob.pk, later.id)  # visible for both
+    check()
+    assert Participant.objects.get(user=alice).visible_count == 0
+    assert Participant.objects.get(user=bob).visible_count == 2

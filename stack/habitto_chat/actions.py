@@ -138,7 +138,7 @@ def _advance_participants(messages):
         low_user[conversation] = low = min(m.sender_id, m.receiver_id)
         (unread_low if m.receiver_id == low else unread_high)[conversation] += 1
     rows = [
-        (newest_id, newest_id, low_user[c], unread_low[c], unread_high[c], c)
+        (newest_id, newest_id, low_user[c], unread_low[c], unread_high[c], unread_low[c] + unread_high[c], c)
         for c, newest_id in newest.items()
     ]
     with connection.cursor() as cursor:
@@ -149,12 +149,14 @@ def _advance_participants(messages):
 _ADVANCE_SQL = """
 UPDATE {table} SET
   {last} = CASE WHEN {last} IS NULL OR {last} < %s THEN %s ELSE {last} END,
-  {unread} = {unread} + CASE WHEN {user} = %s THEN %s ELSE %s END
+  {unread} = {unread} + CASE WHEN {user} = %s THEN %s ELSE %s END,
+  {visible} = {visible} + %s
 WHERE {conversation} = %s
 """.format(
     table=connection.ops.quote_name(Participant._meta.db_table),
     last=connection.ops.quote_name("last_message_id"),
     unread=connection.ops.quote_name("unread_count"),
+    visible=connection.ops.quote_name("visible_count"),
     user=connection.ops.quote_name("user_id"),
     conversation=connection.ops.quote_name("conversation_id"),
 )
@@ -204,7 +206,9 @@ def do_delete_message(user_id, message_id):
             unseen = message_id > max(side.last_read_id, side.cleared_before_id)
             if side.user_id == message.receiver_id and unseen and side.unread_count > 0:
                 side.unread_count -= 1
-        Participant.objects.bulk_update(sides, ["last_message_id", "unread_count"])
+            if message_id > side.cleared_before_id and side.visible_count > 0:
+                side.visible_count -= 1
+        Participant.objects.bulk_update(sides, ["last_message_id", "unread_count", "visible_count"])
         publish_on_commit([wire.message_deleted_event(message_id, message.sender_id, message.receiver_id)])
 
 
@@ -251,6 +255,7 @@ def do_clear_conversation(user_id, other_id):
         side.cleared_before_id = cleared
         side.last_read_id = max(side.last_read_id, cleared)
         side.unread_count = 0
-        side.save(update_fields=["cleared_before_id", "last_read_id", "unread_count"])
+        side.visible_count = 0
+        side.save(update_fields=["cleared_before_id", "last_read_id", "unread_count", "visible_count"])
         publish_on_commit([wire.conversation_cleared_event(user_id, other_id, cleared)])
     return cleared

@@ -2,8 +2,8 @@
 
 - Conversation: one row per pair of users (ids stored low/high), however many messages.
 - Participant: one person's side of a conversation: the newest message, how far they
-  have read, where they cleared it, and their unread count, so the conversation list is
-  an index scan on (user, -last_message_id) and a clear is one UPDATE of one row.
+  have read, where they cleared it, their unread and visible counts, so the conversation
+  list is an index scan on (user, -last_message_id) and a clear is one UPDATE of one row.
 - Message: ids increase monotonically and every ordering is by id.
 """
 
@@ -44,6 +44,8 @@ class Participant(models.Model):
     # Messages with id <= cleared_before_id are hidden from this user (per-user clear).
     cleared_before_id = models.BigIntegerField(default=0)
     unread_count = models.PositiveIntegerField(default=0)
+    # Messages this user can see (not cleared): the thread page's count without a COUNT(*).
+    visible_count = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -78,7 +78,7 @@ def thread_page(user_id, other_id, *, before_id=None, after_id=None, offset=0, l
     elif before_id is not None:
         rows = list(visible.filter(id__lt=before_id).order_by("-id")[: limit + 1])
     else:
-        count = visible.count()
+        count = mine.visible_count
         rows = list(visible.order_by("-id")[offset : offset + limit + 1])
     has_more = len(rows) > limit
     rows = rows[:limit]
