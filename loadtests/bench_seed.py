@@ -43,6 +43,11 @@ def plan(user_id, partner_ids, other_ids, total, per_partner=100, per_other=200)
     return [big, *small, *others]
 
 
+def _has_field(model, name):
+    """Newer schemas keep a per-side message count (the thread page's `count`)."""
+    return any(f.name == name for f in model._meta.get_fields())
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", required=True, help="accounts JSON from create_loadtest_users")
@@ -100,11 +105,13 @@ def main(argv=None):
                     chunk = []
             if chunk:
                 cursor.executemany(sql, chunk)
+        counted = {"visible_count": None} if _has_field(Participant, "visible_count") else {}
         Participant.objects.bulk_create(
             [
                 Participant(conversation_id=conversation_ids[i], user_id=me, other_user_id=other,
-                            last_message_id=newest[i], last_read_id=newest[i])
-                for i, (low, high, _) in enumerate(conversations)
+                            last_message_id=newest[i], last_read_id=newest[i],
+                            **({"visible_count": count} if counted else {}))
+                for i, (low, high, count) in enumerate(conversations)
                 for me, other in ((low, high), (high, low))
             ],
             batch_size=2000,
