@@ -1,5 +1,6 @@
-"""A throwaway chat server for a load-test run: `python -m chatserver.serve` with DEBUG=1,
-a temporary STATE_DIR (SQLite), migrated, on free loopback ports."""
+"""Chat server processes on free loopback ports: `python -m chatserver.serve` with DEBUG=1
+and a state folder of their own. The load tester's throwaway server (LocalServer) and
+the test suite's live servers (tests/support/live.py) are both built on ServerProcess."""
 
 import os
 import shutil
@@ -21,17 +22,22 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def server_env(state_dir, extra=None):
+def server_env(state_dir, database_url=None, redis_url=None, **extra):
+    """Environment for a server process: development mode, its own state folder."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(DEBUG="1", STATE_DIR=str(state_dir), PYTHONUNBUFFERED="1",
                PYTHONPATH=f"{STACK_DIR}{os.pathsep}{REPO_DIR}",
-               DJANGO_SETTINGS_MODULE="chatserver.settings")
-    env.setdefault("ACCESS_LOG", "0")
-    env.update({k: str(v) for k, v in (extra or {}).items()})
+               DJANGO_SETTINGS_MODULE="chatserver.settings", ACCESS_LOG="1")
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    env.update({k: str(v) for k, v in extra.items()})
     return env
 
 
 def manage(env, *args, timeout=600):
+    """Run a management command in a subprocess; returns its stdout."""
     result = subprocess.run([sys.executable, str(STACK_DIR / "manage.py"), *args], env=env,
                             capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
@@ -39,27 +45,22 @@ def manage(env, *args, timeout=600):
     return result.stdout
 
 
-class LocalServer:
-    """Start with .start(); .http_base / .ws_base; .stop() removes the state unless keep."""
+class ServerProcess:
+    """`python -m chatserver.serve` on the given ports, each answering HTTP and WebSocket;
+    start() returns once /healthz answers on every port. Also the tests' LiveServer."""
 
-    def __init__(self, env_extra=None, ports=None, state_dir=None, keep=False, log_path=None):
-        self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="habitto-loadtest-"))
-        self.env = server_env(self.state_dir, env_extra)
-        self.ports = list(ports or (free_port(), free_port()))  # WS port, HTTP port (like 8000, 8001)
-        self.keep = keep
-        self.log_path = Path(log_path or self.state_dir / "server.log")
+    def __init__(self, env, ports, log_path):
+        self.env = env
+        self.ports = list(ports)
+        self.log_path = Path(log_path)
         self.process = None
+        self._log = None
 
-    @property
-    def ws_base(self):
-        return f"ws://127.0.0.1:{self.ports[0]}"
+    def http_url(self, port=None):
+        return f"http://127.0.0.1:{port or self.ports[0]}"
 
-    @property
-    def http_base(self):
-        return f"http://127.0.0.1:{self.ports[-1]}"
-
-    def migrate(self):
-        manage(self.env, "migrate", "--noinput")
+    def ws_url(self, port=None):
+        return f"ws://127.0.0.1:{port or self.ports[0]}"
 
     def start(self, timeout=60):
         self._log = open(self.log_path, "ab")
@@ -75,7 +76,7 @@ class LocalServer:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"server did not answer on {sorted(pending)} within {timeout} s")
+                raise RuntimeError(f"server did not answer on {sorted(pending)} within {timeout} s:\n{self.log()}")
             for port in list(pending):
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
@@ -108,15 +109,13 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
-        if getattr(self, "_log", None):
+        if self._log:
             self._log.close()
             self._log = None
-        if not self.keep:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def log(self):
         try:
-            return self.log_path.read_text(errors="replace")[-6000:]
+            return self.log_path.read_text(errors="replace")[-8000:]
         except OSError:
             return ""
 
@@ -125,3 +124,31 @@ class LocalServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class LocalServer(ServerProcess):
+    """A throwaway server for a load-test run: temporary STATE_DIR (SQLite), free ports
+    (WS port first, HTTP port second, like 8000 and 8001), state removed unless keep."""
+
+    def __init__(self, env_extra=None, ports=None, state_dir=None, keep=False, log_path=None):
+        self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="habitto-loadtest-"))
+        self.keep = keep
+        extra = {"ACCESS_LOG": "0", **(env_extra or {})}
+        super().__init__(server_env(self.state_dir, **extra), ports or (free_port(), free_port()),
+                         log_path or self.state_dir / "server.log")
+
+    @property
+    def ws_base(self):
+        return self.ws_url(self.ports[0])
+
+    @property
+    def http_base(self):
+        return self.http_url(self.ports[-1])
+
+    def migrate(self):
+        manage(self.env, "migrate", "--noinput")
+
+    def stop(self):
+        super().stop()
+        if not self.keep:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
