@@ -56,7 +56,8 @@ def render(report):
         q = report["queries"]
         s = q["seed"]
         out.append(f"\n### Reads with {s['messages']:,} stored messages ({s['conversations']:,} conversations; "
-                   f"the user has {s['user_conversations']:,}; database {q['db_mib']} MiB)\n")
+                   f"the user has {s['user_conversations']:,}"
+                   + (f"; database {q['db_mib']} MiB" if q.get("db_mib") else "") + ")\n")
         out.append(table(["request", "n", "p50 ms", "p95 ms", "p99 ms", "max ms", "items", "count"],
                          [[c["case"], c["n"], c["p50"], c["p95"], c["p99"], c["max"], ms(c["items"]),
                            ms(c["count"])] for c in q["cases"]]))
