@@ -1,6 +1,7 @@
 """Drive the real compose.yaml from tests: a throwaway project on free ports, every wait
 bounded, and a check that `down -v` leaves nothing behind."""
 
+import contextlib
 import os
 import re
 import secrets
@@ -9,6 +10,7 @@ import subprocess
 import time
 import uuid
 
+from tests.support import services
 from tests.support.live import REPO_DIR, free_port, http_json
 
 COMPOSE_FILE = REPO_DIR / "compose.yaml"
@@ -184,3 +186,19 @@ class ComposeStack:
                 raise AssertionError(f"not ready within {timeout}s: {last}\n{self.logs()}")
             time.sleep(0.5)
         return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def running_stack(folder):
+    """The real compose.yaml up for a module's tests; afterwards `down -v` and the image
+    removed. Skips loudly (fails under REQUIRE_SERVICES=1) without a Docker engine."""
+    available, why = docker_status()
+    services.require("docker", available, why)
+    stack = ComposeStack(folder)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        if stack.brought_up:
+            stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "15", timeout=180, check=False)
+        stack.remove_image()

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.compose.stack import ComposeStack, docker_status, run
+from tests.compose.stack import ComposeStack, run, running_stack
 from tests.e2e.support import (
     Socket,
     check_inbox_frame,
@@ -35,16 +35,8 @@ WAIT = 10  # seconds for a frame that must come (cross-container, through Redis)
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    available, why = docker_status()
-    services.require("docker", available, why)
-    stack = ComposeStack(tmp_path_factory.mktemp("compose"))
-    try:
-        stack.up()
+    with running_stack(tmp_path_factory.mktemp("compose")) as stack:
         yield stack
-    finally:
-        if stack.brought_up:
-            stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "15", timeout=180, check=False)
-        stack.remove_image()
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,8 @@ import json
 
 import pytest
 
-from tests.compose.stack import ComposeStack, docker_status
+from tests.compose.stack import running_stack
 from tests.ops.conftest import PROBE_PASSWORD, fab
-from tests.support import services
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.e2e]
 
@@ -20,16 +19,8 @@ SERVICES = ("redis", "postgres", "migrate", "backend-ws", "backend-http")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    available, why = docker_status()
-    services.require("docker", available, why)
-    stack = ComposeStack(tmp_path_factory.mktemp("oncall-compose"))
-    try:
-        stack.up()
+    with running_stack(tmp_path_factory.mktemp("oncall-compose")) as stack:
         yield stack
-    finally:
-        if stack.brought_up:
-            stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "15", timeout=180, check=False)
-        stack.remove_image()
 
 
 @pytest.fixture(scope="module")

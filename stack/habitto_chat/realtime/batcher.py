@@ -37,13 +37,19 @@ class SendBatcher:
         self._pending = []
         self._flushing = False
 
-    async def submit(self, request):
-        future = asyncio.get_running_loop().create_future()
+    def enqueue(self, request):
+        """Queue a send now (so sends keep the order they were enqueued in); the returned
+        future resolves to its SendResult once the batch holding it has committed."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._pending.append((request, future))
         if not self._flushing:
             self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
-        return await future
+            loop.create_task(self._flush())
+        return future
+
+    async def submit(self, request):
+        return await self.enqueue(request)
 
     async def _flush(self):
         loop = asyncio.get_running_loop()

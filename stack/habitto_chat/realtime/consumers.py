@@ -8,6 +8,7 @@ client never holds up delivery to the others.
 """
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -194,6 +195,8 @@ def _open_conversation(user_id, other_id):
 class RoomConsumer(ChatSocket):
     """`/ws/chat/<low>-<high>/`: the two participants' live thread."""
 
+    _in_flight = None
+
     async def authorize(self):
         kwargs = self.scope["url_route"]["kwargs"]
         low, high = sorted((int(kwargs["low"]), int(kwargs["high"])))
@@ -213,16 +216,29 @@ class RoomConsumer(ChatSocket):
             return
         if not allow_send(self.user_id):
             return self.send_error("rate_limited", "Too many messages; slow down.")
-        try:
-            result = await batcher().submit(request)
-        except ChatError as error:
-            return self.send_error(error.code, error.message)
-        except Exception:
-            logger.exception("storing a message from user %s failed", self.user_id)
-            return self.send_error("store_failed", "The message could not be stored; send it again.")
-        # Legacy: the echo from the hub, after commit, is the acknowledgement.
-        if self.v2:
-            self.push(wire.dumps(wire.v2_ack(request.client_id, result.message.id, result.created)))
+        # Pipelined: the socket reads its next frame while this one waits for its batch
+        # (one message in flight per socket capped throughput, docs/benchmarks.md), up to
+        # SENDS_IN_FLIGHT; enqueue() keeps the frames' order.
+        if self._in_flight is None:
+            self._in_flight = asyncio.Semaphore(chat_setting("SENDS_IN_FLIGHT"))
+        await self._in_flight.acquire()
+        batcher().enqueue(request).add_done_callback(functools.partial(self._stored, request))
+
+    def _stored(self, request, future):
+        self._in_flight.release()
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None:
+            # Legacy: the echo from the hub, after commit, is the acknowledgement.
+            if self.v2:
+                result = future.result()
+                self.push(wire.dumps(wire.v2_ack(request.client_id, result.message.id, result.created)))
+        elif isinstance(error, ChatError):
+            self.send_error(error.code, error.message)
+        else:
+            logger.error("storing a message from user %s failed", self.user_id, exc_info=error)
+            self.send_error("store_failed", "The message could not be stored; send it again.")
 
     def _parse_send_v2(self, payload):
         """Protocol 2: {"type": "message.send", "content", "client_id"?}; receiver implied."""
