@@ -1340,11 +1340,13 @@ def test_live_cursors_with_a_concurrent_writer_on_sqlite(tmp_path):
 
 
 def test_oversized_json_body_is_refused_before_parsing(as_alice, alice, bob, settings):
-    """A JSON body over DATA_UPLOAD_MAX_MEMORY_SIZE gets 413 and stores nothing."""
+    """A JSON body over DATA_UPLOAD_MAX_MEMORY_SIZE is refused and stores nothing."""
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     body = json.dumps({"receiver": bob.pk, "content": "x" * 2000})
     response = as_alice.post(API, body, content_type="application/json")
-    assert response.status_code == 413
+    # Django 5.2 leaves the stream to DRF and BoundedJSONParser answers 413; Django 6
+    # refuses the body itself (RequestDataTooBig, 400). Refused either way.
+    assert response.status_code in (400, 413)
     assert response.json()["success"] is False
     assert Message.objects.count() == 0
     ok = as_alice.post(API, json.dumps({"receiver": bob.pk, "content": "short"}), content_type="application/json")
