@@ -247,7 +247,6 @@ def phase_generator(cfg, out):
                             cwd=REPO_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.5)
-        from habitto_client.tokens import jwt_claims  # noqa: F401  (the stub trusts unsigned tokens)
         accounts = [{"id": i, "username": f"stub{i}", "password": "", "access": _unsigned_jwt(i)}
                     for i in range(1, 2 * CONVERSATIONS + 3)]
         accounts_file = out / "stub_accounts.json"

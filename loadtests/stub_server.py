@@ -18,7 +18,6 @@ from collections import defaultdict
 from datetime import datetime, timezone
 
 from websockets.asyncio.server import broadcast, serve
-from websockets.http11 import Response
 
 from habitto_client.tokens import jwt_user_id
 
