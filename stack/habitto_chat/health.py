@@ -47,15 +47,17 @@ async def _check_redis():
 
 async def _run(check, timeout):
     started = time.perf_counter()
+    error = None
     try:
         await asyncio.wait_for(check(), timeout)
     except asyncio.TimeoutError:
-        reason = f"timed out after {timeout:.1f} s (no answer)"
-        return {"ok": False, "error": reason, "ms": round((time.perf_counter() - started) * 1000, 1)}
+        error = f"timed out after {timeout:.1f} s (no answer)"
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":") or type(exc).__name__
-        return {"ok": False, "error": reason[:300], "ms": round((time.perf_counter() - started) * 1000, 1)}
-    return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+        error = (f"{type(exc).__name__}: {exc}".strip().rstrip(":") or type(exc).__name__)[:300]
+    result = {"ok": error is None, "ms": round((time.perf_counter() - started) * 1000, 1)}
+    if error is not None:
+        result["error"] = error
+    return result
 
 
 async def readyz(request):

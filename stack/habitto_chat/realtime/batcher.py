@@ -48,9 +48,6 @@ class SendBatcher:
             loop.create_task(self._flush())
         return future
 
-    async def submit(self, request):
-        return await self.enqueue(request)
-
     async def _flush(self):
         loop = asyncio.get_running_loop()
         try:

@@ -117,12 +117,12 @@ class Hub:
         loop = self._loop
         if loop is not None and not loop.is_closed() and loop.is_running():
             loop.call_soon_threadsafe(self._publish_in_loop, events)
-        elif self.is_distributed or self._layer is None:
-            # No server loop in this process (a management command, a shell): only
-            # the other processes have sockets, and the layer reaches them.
-            self._layer = self._layer or get_channel_layer()
-            if self.is_distributed:
-                async_to_sync(self._send_remote)(events)
+            return
+        # No server loop in this process (a management command, a shell): only the
+        # other processes have sockets, and only a distributed layer reaches them.
+        self._layer = self._layer or get_channel_layer()
+        if self.is_distributed:
+            async_to_sync(self._send_remote)(events)
 
     def _publish_in_loop(self, events):
         self._deliver(events)
