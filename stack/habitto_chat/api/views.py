@@ -9,7 +9,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 
-from .. import actions, queries
+from .. import actions, queries, wire
 from ..conversations import check_counterpart, parse_id
 from .authentication import JWTAuthentication
 from .envelope import EnvelopeJSONRenderer, envelope_exception_handler, ok
@@ -83,9 +83,9 @@ class MessageViewSet(viewsets.ViewSet):
         result = actions.do_send_message(
             request.user.pk, data["receiver"], data["content"], data.get("client_id")
         )
+        if result.created:  # just committed: nobody has read it yet
+            return ok(wire.message_dict(result.message, False), "Message sent", status.HTTP_201_CREATED)
         payload = queries.visible_message(request.user.pk, result.message.id)
-        if result.created:
-            return ok(payload, "Message sent", status.HTTP_201_CREATED)
         return ok(payload, "Message already stored (same client_id)")
 
     @extend_schema(parameters=MESSAGE_ID)
