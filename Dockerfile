@@ -25,7 +25,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONPATH=/app/stack \
-    DJANGO_SETTINGS_MODULE=chatserver.settings \
+    DJANGO_SETTINGS_MODULE=habitto_server.settings \
     STATE_DIR=/app/var \
     HOST=0.0.0.0 \
     PORTS=8000
@@ -43,4 +43,4 @@ USER 10001:10001
 EXPOSE 8000 8001
 # Liveness of the first port in $PORTS (no curl in the image; Python is).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["python", "-c", "import os, urllib.request as u; h = os.environ.get('HOST') or '127.0.0.1'; h = '127.0.0.1' if h in ('0.0.0.0', '::') else h; h = f'[{h}]' if ':' in h else h; p = os.environ.get('PORTS', '8000').split(',')[0].strip(); u.urlopen(f'http://{h}:{p}/healthz', timeout=4)"]
-CMD ["python", "-m", "chatserver.serve"]
+CMD ["python", "-m", "habitto_server.serve"]

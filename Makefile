@@ -37,7 +37,7 @@ run: export DEBUG ?= 1
 run: venv
 	$(PY) stack/manage.py migrate --noinput
 	$(PY) stack/manage.py seed_demo_users
-	HOST=$(HOST) PORTS=$(PORTS) $(PY) -m chatserver.serve
+	HOST=$(HOST) PORTS=$(PORTS) $(PY) -m habitto_server.serve
 
 # The whole suite on SQLite, then the database tests on PostgreSQL. Services that are
 # missing are skipped loudly; with REQUIRE_SERVICES=1 (CI) they fail instead.

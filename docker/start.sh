@@ -4,4 +4,4 @@
 set -o errexit -o pipefail -o nounset
 cd /app
 echo "habitto-chat: serving on ${HOST:-0.0.0.0} ports ${PORTS:-8000} (DEBUG=${DEBUG:-0})"
-exec python -m chatserver.serve --host "${HOST:-0.0.0.0}" --ports "${PORTS:-8000}" "$@"
+exec python -m habitto_server.serve --host "${HOST:-0.0.0.0}" --ports "${PORTS:-8000}" "$@"

@@ -5,7 +5,7 @@
     python -m loadtests.bench --only latency,queries  # some phases
     python -m loadtests.bench --postgres [ADMIN_URL]  # PostgreSQL (throwaway databases) instead of SQLite
 
-Phases (each on a fresh throwaway server: python -m chatserver.serve, DEBUG=1, SQLite in a
+Phases (each on a fresh throwaway server: python -m habitto_server.serve, DEBUG=1, SQLite in a
 temporary STATE_DIR, in-memory channel layer, i.e. `make run`):
 
   generator   the load generator's own capacity, against loadtests/stub_server.py

@@ -56,7 +56,7 @@ def main(argv=None):
     parser.add_argument("--output", required=True)
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args(argv)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatserver.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "habitto_server.settings")
     import django
 
     django.setup()

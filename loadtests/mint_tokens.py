@@ -21,7 +21,7 @@ def main(argv=None):
     parser.add_argument("--accounts", required=True)
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatserver.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "habitto_server.settings")
     import django
 
     django.setup()

@@ -3,7 +3,7 @@
     python -m loadtests.run [--scenario default] [--target http://host:8001 --target-ws ws://host:8000]
                             [--workers N] [--set key=value ...] [--server-env NAME=VALUE ...]
 
-Without --target it starts a throwaway server itself (python -m chatserver.serve, DEBUG=1,
+Without --target it starts a throwaway server itself (python -m habitto_server.serve, DEBUG=1,
 temporary STATE_DIR, migrated) on free loopback ports and provisions the accounts with
 `manage.py create_loadtest_users`; with --target it registers them through the API
 (never a shell on the server) and clears the run's conversations afterwards.

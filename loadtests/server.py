@@ -1,4 +1,4 @@
-"""Chat server processes on free loopback ports: `python -m chatserver.serve` with DEBUG=1
+"""Chat server processes on free loopback ports: `python -m habitto_server.serve` with DEBUG=1
 and a state folder of their own. The load tester's throwaway server (LocalServer) and
 the test suite's live servers (tests/support/live.py) are both built on ServerProcess."""
 
@@ -27,7 +27,7 @@ def server_env(state_dir, database_url=None, redis_url=None, **extra):
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(DEBUG="1", STATE_DIR=str(state_dir), PYTHONUNBUFFERED="1",
                PYTHONPATH=f"{STACK_DIR}{os.pathsep}{REPO_DIR}",
-               DJANGO_SETTINGS_MODULE="chatserver.settings", ACCESS_LOG="1")
+               DJANGO_SETTINGS_MODULE="habitto_server.settings", ACCESS_LOG="1")
     if database_url:
         env["DATABASE_URL"] = database_url
     if redis_url:
@@ -46,7 +46,7 @@ def manage(env, *args, timeout=600):
 
 
 class ServerProcess:
-    """`python -m chatserver.serve` on the given ports, each answering HTTP and WebSocket;
+    """`python -m habitto_server.serve` on the given ports, each answering HTTP and WebSocket;
     start() returns once /healthz answers on every port. Also the tests' LiveServer."""
 
     def __init__(self, env, ports, log_path):
@@ -65,7 +65,7 @@ class ServerProcess:
     def start(self, timeout=60):
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "chatserver.serve", "--host", "127.0.0.1",
+            [sys.executable, "-m", "habitto_server.serve", "--host", "127.0.0.1",
              "--ports", ",".join(map(str, self.ports))],
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO_DIR,
         )

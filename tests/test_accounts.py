@@ -18,9 +18,9 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
-from accounts import tokens
-from accounts.cards import user_cards
-from accounts.models import Profile
+from habitto_accounts import tokens
+from habitto_accounts.cards import user_cards
+from habitto_accounts.models import Profile
 from habitto_chat.users import UserCard
 from habitto_chat.users import user_cards as chat_user_cards
 
@@ -279,7 +279,7 @@ def test_registration_with_a_non_image_stores_nothing(settings):
 
 def test_registration_is_all_or_nothing():
     # A failure after the user row was written must take the user (and profile) back out.
-    with mock.patch("accounts.serializers.replace_picture", side_effect=RuntimeError("disk full")):
+    with mock.patch("habitto_accounts.serializers.replace_picture", side_effect=RuntimeError("disk full")):
         with pytest.raises(RuntimeError):
             APIClient().post(
                 "/api/users/", dict(REGISTRATION, profile_picture=upload(png_bytes())), format="multipart"
@@ -644,7 +644,7 @@ def test_user_cards_in_one_query(alice, bob, make_user, settings, django_assert_
     }
     with django_assert_num_queries(0):
         assert user_cards([]) == {}
-    assert settings.HABITTO_CHAT["USER_CARDS"] == "accounts.cards.user_cards"
+    assert settings.HABITTO_CHAT["USER_CARDS"] == "habitto_accounts.cards.user_cards"
     assert chat_user_cards([bob.pk]) == {bob.pk: cards[bob.pk]}
 
 
@@ -712,7 +712,7 @@ def test_create_loadtest_users_is_bulk():
     counts = {}
     for count in (10, 300):
         with mock.patch(
-            "accounts.management.commands.create_loadtest_users.make_password", wraps=make_password
+            "habitto_accounts.management.commands.create_loadtest_users.make_password", wraps=make_password
         ) as hashed:
             with CaptureQueriesContext(connection) as queries:
                 run("create_loadtest_users", "--count", str(count), "--prefix", f"bulk{count}x")

@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework_simplejwt.tokens import AccessToken
 
-from accounts.models import Profile
+from habitto_accounts.models import Profile
 from habitto_chat import actions
 from habitto_chat.models import Conversation, Message, Participant
 from habitto_chat.tokens import revoke_access_token

@@ -6,7 +6,7 @@ import json
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from chatserver.asgi import application
+from habitto_server.asgi import application
 from habitto_chat import actions
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_writer")]

@@ -17,7 +17,7 @@ from channels.testing import WebsocketCommunicator
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
-from chatserver.asgi import application
+from habitto_server.asgi import application
 from habitto_chat.models import Message
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_writer")]

@@ -3,7 +3,7 @@
 import gc
 import time
 
-from chatserver import gcwatch
+from habitto_server import gcwatch
 
 
 def test_freeze_then_release_cycle():

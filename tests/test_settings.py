@@ -1,4 +1,4 @@
-"""Settings from the environment (chatserver/settings.py), each case in a fresh process
+"""Settings from the environment (habitto_server/settings.py), each case in a fresh process
 with a clean environment: production refuses to start without its essentials, passes
 Django's deployment checks, SQLite runs in WAL mode, the development key file."""
 
@@ -21,7 +21,7 @@ def clean_env(state_dir, **values):
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(state_dir),
         "PYTHONPATH": f"{STACK_DIR}{os.pathsep}{REPO_DIR}",
-        "DJANGO_SETTINGS_MODULE": "chatserver.settings",
+        "DJANGO_SETTINGS_MODULE": "habitto_server.settings",
         "STATE_DIR": str(state_dir),
     }
     env.update({k: str(v) for k, v in values.items()})
@@ -71,10 +71,10 @@ def test_manage_check_refuses_without_secret_key(tmp_path):
 
 
 def test_server_refuses_to_start_without_secret_key(tmp_path):
-    """python -m chatserver.serve exits non-zero before listening when SECRET_KEY is missing."""
+    """python -m habitto_server.serve exits non-zero before listening when SECRET_KEY is missing."""
     port = free_port()
     result = subprocess.run(
-        [sys.executable, "-m", "chatserver.serve", "--host", "127.0.0.1", "--ports", str(port)],
+        [sys.executable, "-m", "habitto_server.serve", "--host", "127.0.0.1", "--ports", str(port)],
         env=clean_env(tmp_path, DEBUG="0", ALLOWED_HOSTS="chat.example.com"),
         capture_output=True, text=True, timeout=60, cwd=REPO_DIR,
     )
@@ -249,7 +249,7 @@ def test_repeating_log_errors_are_let_through_once_per_interval():
     """The layer's once-a-second traceback during a Redis outage is logged once a minute."""
     import logging
 
-    from chatserver.logfilters import OncePerInterval
+    from habitto_server.logfilters import OncePerInterval
 
     limiter = OncePerInterval(seconds=60)
     record = lambda: logging.LogRecord("channels_redis.pubsub", logging.ERROR, __file__, 1, "Unexpected exception in receive task", None, None)

@@ -14,7 +14,7 @@ from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from accounts.credentials import write_private
+from habitto_accounts.credentials import write_private
 
 DEMO_USERS = [("alice", "Alice", "Anderson"), ("bob", "Bob", "Brown"), ("carol", "Carol", "Clark")]
 HEADER = "# Habitto chat demo users (development only): username password\n"

@@ -115,7 +115,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "channels",
-    "accounts",
+    "habitto_accounts",
     "habitto_chat",
 ]
 
@@ -126,8 +126,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "chatserver.urls"
-ASGI_APPLICATION = "chatserver.asgi.application"
+ROOT_URLCONF = "habitto_server.urls"
+ASGI_APPLICATION = "habitto_server.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
@@ -244,7 +244,7 @@ HABITTO_CHAT = {
     "SEND_BURST": env_int("CHAT_SEND_BURST", 40, 1),
     "MAX_SOCKETS_PER_USER": env_int("CHAT_MAX_SOCKETS_PER_USER", 20, 1),
     "ALLOWED_ORIGINS": ALLOWED_ORIGINS,
-    "USER_CARDS": "accounts.cards.user_cards",
+    "USER_CARDS": "habitto_accounts.cards.user_cards",
     "REDIS_URL": REDIS_URL,
     "REDIS_TIMEOUT": REDIS_TIMEOUT,
     # Test-only: delay every live delivery by this many ms (the load tester's self-test).
@@ -280,7 +280,7 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
-# The server process's garbage-collector policy (chatserver/gcwatch.py); 0 disables it.
+# The server process's garbage-collector policy (habitto_server/gcwatch.py); 0 disables it.
 GC_FREEZE_SECONDS = env_float("GC_FREEZE_SECONDS", 10.0)
 GC_RELEASE_SECONDS = env_float("GC_RELEASE_SECONDS", 3600.0, 1.0)
 
@@ -289,8 +289,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "redact_tokens": {"()": "chatserver.logfilters.RedactTokens"},
-        "once_per_minute": {"()": "chatserver.logfilters.OncePerInterval", "seconds": 60},
+        "redact_tokens": {"()": "habitto_server.logfilters.RedactTokens"},
+        "once_per_minute": {"()": "habitto_server.logfilters.OncePerInterval", "seconds": 60},
     },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {

@@ -12,7 +12,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/", include("accounts.urls")),
+    path("api/", include("habitto_accounts.urls")),
     path("api/messages/", include("habitto_chat.api.urls")),
     # Uploaded profile pictures. Behind a proxy, serve /media/ from the proxy instead.
     path("media/<path:path>", serve_media, {"document_root": settings.MEDIA_ROOT}),

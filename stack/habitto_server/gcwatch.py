@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-logger = logging.getLogger("chatserver.gc")
+logger = logging.getLogger("habitto_server.gc")
 
 
 def log_long_pauses(threshold_ms=50.0):

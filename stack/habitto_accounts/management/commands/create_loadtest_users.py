@@ -16,8 +16,8 @@ from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from accounts.credentials import write_private
-from accounts.models import Profile
+from habitto_accounts.credentials import write_private
+from habitto_accounts.models import Profile
 
 CHUNK = 500  # rows per INSERT / ids per IN (...) query
 MAX_COUNT = 100_000

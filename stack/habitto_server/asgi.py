@@ -2,7 +2,7 @@
 
 import os
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatserver.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "habitto_server.settings")
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 

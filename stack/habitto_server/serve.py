@@ -1,6 +1,6 @@
 """Serve the chat backend (HTTP and WebSocket) on one or more ports from one process.
 
-    python -m chatserver.serve --host 127.0.0.1 --ports 8000,8001
+    python -m habitto_server.serve --host 127.0.0.1 --ports 8000,8001
 
 uvicorn serves every port from the same event loop, so one process answers the old
 app builds (HTTP on 8001, WebSockets on 8000) and the new ones (both on one port).
@@ -67,21 +67,21 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatserver.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "habitto_server.settings")
     import django
 
     django.setup()  # applies LOGGING, including the token redaction filter
     import uvicorn
     from django.conf import settings
 
-    from chatserver import gcwatch
+    from habitto_server import gcwatch
 
     gcwatch.log_long_pauses()
     gcwatch.freeze_long_lived(settings.GC_FREEZE_SECONDS, settings.GC_RELEASE_SECONDS)
 
     sockets = [bind(args.host, port) for port in args.ports]
     config = uvicorn.Config(
-        "chatserver.asgi:application",
+        "habitto_server.asgi:application",
         host=args.host,
         port=args.ports[0],
         loop="uvloop",
@@ -101,7 +101,7 @@ def main(argv=None):
         backlog=2048,
     )
     server = uvicorn.Server(config)
-    logging.getLogger("chatserver").info(
+    logging.getLogger("habitto_server").info(
         "serving HTTP and WebSocket on %s",
         ", ".join(f"http://{args.host}:{p}" for p in args.ports),
     )
