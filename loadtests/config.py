@@ -4,6 +4,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from habitto_chat.parsing import parse_bool
+
 SCENARIOS_FILE = Path(__file__).with_name("scenarios.toml")
 
 THRESHOLD_KEYS = {
@@ -47,12 +49,10 @@ def _coerce(key, value, like):
     if isinstance(like, bool):
         if isinstance(value, bool):
             return value
-        text = str(value).strip().lower()
-        if text in {"1", "true", "yes", "on"}:
-            return True
-        if text in {"0", "false", "no", "off"}:
-            return False
-        raise ValueError(f"scenario key {key}: {value!r} is not a boolean")
+        try:
+            return parse_bool(str(value))
+        except ValueError:
+            raise ValueError(f"scenario key {key}: {value!r} is not a boolean") from None
     if like is None:
         return value
     try:

@@ -259,3 +259,37 @@ def test_repeating_log_errors_are_let_through_once_per_interval():
     again = record()
     assert limiter.filter(again) is True
     assert "and 4 more like it" in again.msg
+
+
+# --- the server entry point's settings ----------------------------------------------
+
+
+def test_server_options_come_from_settings(tmp_path):
+    """HOST, PORTS, WS_IMPL and WS_PER_MESSAGE_DEFLATE are read by settings; serve.py's
+    options default to them."""
+    env = clean_env(tmp_path, DEBUG="1", HOST="0.0.0.0", PORTS="9000, 9001", WS_IMPL="wsproto", WS_PER_MESSAGE_DEFLATE="on")
+    code = ("import django; django.setup(); from django.conf import settings; "
+            "from habitto_server.serve import build_parser; a = build_parser(settings).parse_args([]); "
+            "print(repr((a.host, a.ports, a.ws, a.per_message_deflate)))")
+    result = run_python(env, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "('0.0.0.0', [9000, 9001], 'wsproto', True)"
+
+
+@pytest.mark.parametrize(
+    "name,value", [("PORTS", "8000,70000"), ("PORTS", "http"), ("WS_IMPL", "tornado"), ("WS_PER_MESSAGE_DEFLATE", "maybe")]
+)
+def test_malformed_server_options_refuse_to_start(tmp_path, name, value):
+    result = run_python(clean_env(tmp_path, **{"DEBUG": "1", name: value}), "import django; django.setup()")
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {name} must be" in result.stderr
+
+
+def test_serve_refuses_a_bad_ports_option(tmp_path):
+    """--ports is parsed by the same parser: a bad port is a usage error (exit 2), not a crash."""
+    result = subprocess.run(
+        [sys.executable, "-m", "habitto_server.serve", "--ports", "8000,0"],
+        env=clean_env(tmp_path, DEBUG="1"), capture_output=True, text=True, timeout=60, cwd=REPO_DIR,
+    )
+    assert result.returncode == 2
+    assert "not a TCP port: '0'" in result.stderr

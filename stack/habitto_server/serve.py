@@ -13,21 +13,14 @@ import os
 import socket
 import sys
 
-DEFAULT_PORTS = "8000,8001"
+from habitto_chat import parsing
 
 
 def parse_ports(text):
-    ports = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if not item.isdigit() or not 0 < int(item) < 65536:
-            raise argparse.ArgumentTypeError(f"not a TCP port: {item!r}")
-        ports.append(int(item))
-    if not ports:
-        raise argparse.ArgumentTypeError("no port given")
-    return ports
+    try:
+        return parsing.parse_ports(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def bind(host, port):
@@ -44,38 +37,38 @@ def bind(host, port):
     return sock
 
 
-def build_parser():
+def build_parser(settings):
+    """Options default to the settings, which read HOST, PORTS, WS_IMPL and
+    WS_PER_MESSAGE_DEFLATE from the environment."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--host", default=settings.SERVE_HOST)
+    parser.add_argument("--ports", type=parse_ports, default=settings.SERVE_PORTS)
     parser.add_argument(
-        "--ports", type=parse_ports, default=parse_ports(os.environ.get("PORTS", DEFAULT_PORTS))
-    )
-    parser.add_argument(
-        "--ws",
-        default=os.environ.get("WS_IMPL", "websockets"),
-        choices=["websockets", "websockets-sansio", "wsproto"],
-        help="uvicorn WebSocket implementation",
+        "--ws", default=settings.WS_IMPL, choices=settings.WS_IMPLEMENTATIONS, help="uvicorn WebSocket implementation"
     )
     parser.add_argument(
         "--per-message-deflate",
         action="store_true",
-        default=os.environ.get("WS_PER_MESSAGE_DEFLATE", "").lower() in {"1", "true", "yes"},
+        default=settings.WS_PER_MESSAGE_DEFLATE,
         help="offer permessage-deflate (costs memory per socket, see docs/benchmarks.md)",
     )
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "habitto_server.settings")
     import django
 
-    django.setup()  # applies LOGGING, including the token redaction filter
+    # Settings first: they refuse to start with an unsafe production config, and they
+    # hold the defaults of the options below. setup() applies LOGGING, including the
+    # token redaction filter.
+    django.setup()
     import uvicorn
     from django.conf import settings
 
     from habitto_server import gcwatch
 
+    args = build_parser(settings).parse_args(argv)
     gcwatch.log_long_pauses()
     gcwatch.freeze_long_lived(settings.GC_FREEZE_SECONDS, settings.GC_RELEASE_SECONDS)
 
@@ -93,9 +86,9 @@ def main(argv=None):
         ws_ping_timeout=20.0,
         lifespan="on",
         log_config=None,
-        access_log=os.environ.get("ACCESS_LOG", "1") != "0",
+        access_log=settings.ACCESS_LOG,
         proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        forwarded_allow_ips=settings.FORWARDED_ALLOW_IPS,
         timeout_keep_alive=30,
         timeout_graceful_shutdown=10,
         backlog=2048,

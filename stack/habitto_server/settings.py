@@ -14,6 +14,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from habitto_chat import parsing
+
 STACK_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = STACK_DIR.parent
 
@@ -22,42 +24,37 @@ def env_str(name, default=""):
     return os.environ.get(name, default).strip()
 
 
-def env_bool(name, default=False):
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
-
-
-def env_int(name, default, minimum=0):
+def _env(name, default, parse, kind):
+    """The parsed variable, `default` when unset or blank; a bad value refuses to start."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        value = int(raw)
+        return parse(raw.strip())
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+        raise ImproperlyConfigured(f"{name} must be {kind}, got {raw!r}") from None
+
+
+def env_bool(name, default=False):
+    return _env(name, default, parsing.parse_bool, "a boolean (1/0, true/false, yes/no, on/off)")
+
+
+def env_int(name, default, minimum=0):
+    value = _env(name, default, parsing.parse_int, "an integer")
     if value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
 def env_float(name, default, minimum=0.0):
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+    value = _env(name, default, parsing.parse_float, "a number")
     if value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def env_ports(name, default):
+    return _env(name, parsing.parse_ports(default), parsing.parse_ports, "comma-separated TCP ports (1-65535)")
 
 
 def env_list(name, default=()):
@@ -279,6 +276,18 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+# --- The server process (habitto_server/serve.py; its options override these) ------
+SERVE_HOST = env_str("HOST") or "127.0.0.1"
+SERVE_PORTS = env_ports("PORTS", "8000,8001")
+WS_IMPLEMENTATIONS = ("websockets", "websockets-sansio", "wsproto")  # uvicorn's
+WS_IMPL = env_str("WS_IMPL") or "websockets"
+if WS_IMPL not in WS_IMPLEMENTATIONS:
+    raise ImproperlyConfigured(f"WS_IMPL must be one of {', '.join(WS_IMPLEMENTATIONS)}, got {WS_IMPL!r}")
+# permessage-deflate costs memory per socket (docs/benchmarks.md).
+WS_PER_MESSAGE_DEFLATE = env_bool("WS_PER_MESSAGE_DEFLATE", False)
+ACCESS_LOG = env_bool("ACCESS_LOG", True)
+FORWARDED_ALLOW_IPS = env_str("FORWARDED_ALLOW_IPS") or "127.0.0.1"
 
 # The server process's garbage-collector policy (habitto_server/gcwatch.py); 0 disables it.
 GC_FREEZE_SECONDS = env_float("GC_FREEZE_SECONDS", 10.0)

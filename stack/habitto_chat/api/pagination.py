@@ -9,17 +9,17 @@ from urllib.parse import urlencode
 from ..conf import chat_setting
 from ..conversations import parse_id
 from ..errors import InvalidInput
+from ..parsing import parse_int
 
 
 def _positive(query, name, default, maximum):
     raw = query.get(name)
     if raw in (None, ""):
         return default
-    # ASCII digits only (str.isdigit() accepts "²", which int() refuses) and short
-    # enough for int() (it refuses more than 4,300 digits).
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or not 1 <= int(raw) <= maximum:
-        raise InvalidInput(f"{name} must be an integer from 1 to {maximum}.", code="invalid_" + name)
-    return int(raw)
+    try:
+        return parse_int(raw, 1, maximum)
+    except ValueError:
+        raise InvalidInput(f"{name} must be an integer from 1 to {maximum}.", code="invalid_" + name) from None
 
 
 def page_params(query):
