@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from habitto_chat import actions
-from habitto_chat.actions import SendRequest
+from habitto_chat.sends import SendRequest
 from habitto_chat.models import Conversation, Message, Participant
 
 pytestmark = pytest.mark.django_db

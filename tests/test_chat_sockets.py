@@ -573,7 +573,8 @@ async def test_token_expiry_closes_an_open_socket_4401(ws, alice, bob):
 
 async def test_slow_reader_is_closed_4408(ws, settings, token_for, alice, bob):
     """A socket whose outbox overflows (OUTBOX_FRAMES) is closed with 4408; others are unaffected."""
-    from habitto_chat.actions import SendRequest, do_send_messages
+    from habitto_chat.actions import do_send_messages
+    from habitto_chat.sends import SendRequest
     from habitto_chat.conversations import get_or_create_conversation
 
     settings.HABITTO_CHAT = {**settings.HABITTO_CHAT, "OUTBOX_FRAMES": 2}

@@ -13,26 +13,25 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import wire
-from .conversations import check_counterpart, get_or_create_conversation, participant, validate_content
-from .errors import InvalidInput, NotFound
+from .conversations import check_counterpart, get_or_create_conversation, participant
+from .errors import NotFound
 from .events import publish_on_commit
 from .models import Conversation, Message, Participant
+from .sends import SendRequest, validate_client_id, validate_content
 from .users import UserCard, user_cards
-
-
-@dataclass(frozen=True)
-class SendRequest:
-    sender_id: int
-    receiver_id: int
-    conversation_id: int
-    content: str
-    client_id: str | None = None
 
 
 @dataclass(frozen=True)
 class SendResult:
     message: Message
     created: bool  # False when a repeated client_id returned the message stored before
+
+
+def do_open_conversation(user_id, other_id):
+    """The conversation with an active other user, created with both sides if missing
+    (a room socket opening); its id. NotFound when the other user is unknown or inactive."""
+    check_counterpart(user_id, other_id)
+    return get_or_create_conversation(user_id, other_id).id
 
 
 def do_send_message(sender_id, receiver_id, content, client_id=None):
@@ -43,14 +42,6 @@ def do_send_message(sender_id, receiver_id, content, client_id=None):
     conversation = get_or_create_conversation(sender_id, receiver_id)
     request = SendRequest(sender_id, receiver_id, conversation.id, content, client_id)
     return do_send_messages([request])[0]
-
-
-def validate_client_id(client_id):
-    if client_id is None:
-        return None
-    if not isinstance(client_id, str) or not 0 < len(client_id) <= 64:
-        raise InvalidInput("client_id must be a string of 1 to 64 characters.", code="invalid_client_id")
-    return client_id
 
 
 def do_send_messages(requests):

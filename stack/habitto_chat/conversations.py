@@ -1,15 +1,12 @@
-"""Row-level helpers the actions and queries share: validating input, resolving the
-conversation of a pair of users. Nothing here publishes events."""
+"""Row-level helpers the actions and queries share: ids from requests, the counterpart
+check, resolving the conversation of a pair of users. Nothing here publishes events."""
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
 from . import parsing
-from .conf import chat_setting
 from .errors import InvalidInput, NotFound
 from .models import Conversation, Participant
-
-MAX_ID = parsing.MAX_ID
 
 
 def parse_id(value, name):
@@ -22,19 +19,6 @@ def parse_id(value, name):
         return parsing.parse_int(value.strip(), 1, parsing.MAX_ID)
     except ValueError:
         raise InvalidInput(f"{name} must be a positive integer.", code="invalid_id") from None
-
-
-def validate_content(content):
-    if not isinstance(content, str):
-        raise InvalidInput("content must be a string.", code="invalid_content")
-    if not content.strip():
-        raise InvalidInput("content must not be empty.", code="empty_content")
-    limit = chat_setting("MAX_CONTENT_LENGTH")
-    if len(content) > limit:
-        raise InvalidInput(f"content is longer than {limit} characters.", code="content_too_long")
-    if "\x00" in content:
-        raise InvalidInput("content must not contain NUL characters.", code="invalid_content")
-    return content
 
 
 def active_user_ids(user_ids):

@@ -26,13 +26,3 @@ class NotFound(ChatError):
 class Forbidden(ChatError):
     status = 403
     code = "forbidden"
-
-
-class RateLimited(ChatError):
-    status = 429
-    code = "rate_limited"
-
-
-class Unavailable(ChatError):
-    status = 503
-    code = "unavailable"

@@ -200,3 +200,31 @@ def v2_ack(client_id, message_id, created):
 
 def v2_error(code, text):
     return {"type": "error", "code": code, "message": text}
+
+
+# --- frame texts, serialized once per event ---------------------------------------------
+# A socket renders its frame from the event and the event's `frames` cache, one dict per
+# event shared by every socket it goes to: the first socket serializes, the rest reuse.
+
+
+def room_text(event, frames):
+    text = frames.get("room")
+    if text is None:
+        text = frames["room"] = _dumps(room_frame(event))
+    return text
+
+
+def inbox_text(event, frames, owner_id, base_url):
+    key = ("inbox", owner_id, base_url)
+    text = frames.get(key)
+    if text is None:
+        text = frames[key] = _dumps(inbox_frame(event, owner_id, base_url))
+    return text
+
+
+def v2_text(event, frames, owner_id, base_url):
+    key = ("v2", owner_id, base_url)
+    text = frames.get(key)
+    if text is None:
+        text = frames[key] = _dumps(v2_frame(event, owner_id, base_url))
+    return text

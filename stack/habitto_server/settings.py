@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     "channels",
     "habitto_accounts",
     "habitto_chat",
+    "habitto_chat.realtime",  # the sockets; subscribes the hub to the chat's events
 ]
 
 MIDDLEWARE = [

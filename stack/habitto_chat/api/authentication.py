@@ -1,5 +1,6 @@
 """REST authentication: simplejwt's Bearer tokens, refusing revoked access tokens."""
 
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from rest_framework_simplejwt import authentication
 from rest_framework_simplejwt.exceptions import InvalidToken
 
@@ -14,11 +15,8 @@ class JWTAuthentication(authentication.JWTAuthentication):
         return token
 
 
-try:  # describe the scheme in the OpenAPI schema (drf-spectacular is optional for the app)
-    from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+class JWTScheme(SimpleJWTScheme):
+    """Describes this authentication in the OpenAPI schema (drf-spectacular finds
+    extensions by subclassing; the views' schema needs drf-spectacular anyway)."""
 
-    class JWTScheme(SimpleJWTScheme):
-        target_class = "habitto_chat.api.authentication.JWTAuthentication"
-
-except ImportError:  # pragma: no cover
-    pass
+    target_class = "habitto_chat.api.authentication.JWTAuthentication"

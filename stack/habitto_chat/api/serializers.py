@@ -1,8 +1,11 @@
-"""Input validation for the chat API. Output shapes are built by habitto_chat.wire."""
+"""The shapes of the chat API's request bodies: field types and id ranges. What a send
+must satisfy beyond its shape (content, client_id) is checked by habitto_chat.sends, in
+the action, the same for REST and sockets. Output shapes are built by habitto_chat.wire."""
 
 from rest_framework import serializers
 
-from ..conversations import MAX_ID
+from ..parsing import MAX_ID
+from ..sends import MAX_CLIENT_ID
 
 
 class StringField(serializers.CharField):
@@ -17,7 +20,7 @@ class StringField(serializers.CharField):
 class SendMessageInput(serializers.Serializer):
     receiver = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     content = StringField(trim_whitespace=False, allow_blank=True)
-    client_id = StringField(required=False, allow_null=True, max_length=64)
+    client_id = StringField(required=False, allow_null=True, max_length=MAX_CLIENT_ID)
     # Accepted only when it names the caller: the sender is always the authenticated user.
     sender = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
 

@@ -1,9 +1,11 @@
 """The sockets: room and inbox, in the legacy protocol the shipped app speaks, or in
 protocol 2 when the client asks for it with `?protocol=2` (docs/protocol.md).
 
-Consumers parse, authorize and call: a room send goes to the group-commit batcher and
-from there through actions.do_send_messages; every frame a socket receives comes from
-the hub after commit. Each socket writes through its own small outbox, so one slow
+Consumers parse, authorize and call: a room send is validated by `sends` and goes to
+the group-commit batcher and from there through actions.do_send_messages; opening a
+room is actions.do_open_conversation. Consumers never write. Every event a socket
+receives comes from the hub after commit, and the socket renders its frame through
+`wire` (serialized once per event, shared with the other sockets it goes to). Each socket writes through its own small outbox, so one slow
 client never holds up delivery to the others.
 """
 
@@ -19,11 +21,10 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from .. import wire
-from ..actions import SendRequest, validate_client_id
+from .. import sends, wire
+from ..actions import do_open_conversation
 from ..conf import chat_setting
-from ..conversations import active_user_ids, get_or_create_conversation, validate_content
-from ..errors import ChatError
+from ..errors import ChatError, NotFound
 from .auth import origin_allowed
 from .batcher import batcher
 from .hub import hub
@@ -131,16 +132,16 @@ class ChatSocket(AsyncWebsocketConsumer):
 
     # --- outbound ----------------------------------------------------------------
 
-    def deliver(self, delivery):
-        """Called by the hub, in the event loop, for events naming this socket's user."""
-        event = delivery.event
+    def deliver(self, event, frames):
+        """Called by the hub, in the event loop, for events naming this socket's user;
+        `frames` is the event's cache of serialized frames (wire.*_text)."""
         if event["type"] in wire.SESSION_EVENTS:
             if event["type"] == "user.deactivated" or event["jti"] == self.scope.get("token_jti"):
                 self._close_soon(UNAUTHENTICATED, "session ended")
             return
-        self.on_event(delivery)
+        self.on_event(event, frames)
 
-    def on_event(self, delivery):
+    def on_event(self, event, frames):
         """What this kind of socket sends for a chat event."""
 
     def push(self, text):
@@ -185,11 +186,7 @@ def base_url(scope):
     return f"{scheme}://{host}"
 
 
-@database_sync_to_async
-def _open_conversation(user_id, other_id):
-    if other_id not in active_user_ids([other_id]):
-        return None
-    return get_or_create_conversation(user_id, other_id).id
+_open_conversation = database_sync_to_async(do_open_conversation)
 
 
 class RoomConsumer(ChatSocket):
@@ -206,14 +203,17 @@ class RoomConsumer(ChatSocket):
             raise Refused(FORBIDDEN, "not a participant of this room")
         self.pair = [low, high]
         self.other_id = high if self.user_id == low else low
-        self.conversation_id = await _open_conversation(self.user_id, self.other_id)
-        if self.conversation_id is None:
-            raise Refused(NOT_FOUND, "unknown user")
+        try:
+            self.conversation_id = await _open_conversation(self.user_id, self.other_id)
+        except NotFound:
+            raise Refused(NOT_FOUND, "unknown user") from None
 
     async def handle(self, payload):
-        request = self._parse_send_v2(payload) if self.v2 else self._parse_send(payload)
-        if request is None:
-            return
+        parse = sends.v2_room_send if self.v2 else sends.legacy_room_send
+        try:
+            request = parse(payload, self.user_id, self.other_id, self.conversation_id)
+        except ChatError as error:
+            return self.send_error(error.code, error.message)
         if not allow_send(self.user_id):
             return self.send_error("rate_limited", "Too many messages; slow down.")
         # Pipelined: the socket reads its next frame while this one waits for its batch
@@ -240,50 +240,13 @@ class RoomConsumer(ChatSocket):
             logger.error("storing a message from user %s failed", self.user_id, exc_info=error)
             self.send_error("store_failed", "The message could not be stored; send it again.")
 
-    def _parse_send_v2(self, payload):
-        """Protocol 2: {"type": "message.send", "content", "client_id"?}; receiver implied."""
-        if not isinstance(payload, dict) or payload.get("type") != "message.send":
-            return self.send_error("invalid_frame", 'Expected {"type": "message.send", ...}.')
-        unknown = set(payload) - {"type", "content", "client_id"}
-        if unknown:
-            return self.send_error("invalid_frame", f"unknown keys {sorted(unknown)}.")
-        try:
-            content = validate_content(payload.get("content"))
-            client_id = validate_client_id(payload.get("client_id"))
-        except ChatError as error:
-            return self.send_error(error.code, error.message)
-        return SendRequest(self.user_id, self.other_id, self.conversation_id, content, client_id)
-
-    def _parse_send(self, payload):
-        """A SendRequest from the legacy frame, or None after sending an error frame."""
-        if not isinstance(payload, dict):
-            return self.send_error("invalid_frame", "A frame must be a JSON object.")
-        keys = set(payload)
-        if keys != {"sender", "receiver", "content"}:
-            unknown, missing = keys - {"sender", "receiver", "content"}, {"sender", "receiver", "content"} - keys
-            detail = f"unknown keys {sorted(unknown)}" if unknown else f"missing keys {sorted(missing)}"
-            return self.send_error("invalid_frame", f"Expected sender, receiver and content: {detail}.")
-        sender, receiver = payload["sender"], payload["receiver"]
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (sender, receiver)):
-            return self.send_error("invalid_frame", "sender and receiver must be integer ids.")
-        if sender != self.user_id:
-            return self.send_error("forged_sender", "sender must be the authenticated user.")
-        if receiver != self.other_id:
-            return self.send_error("wrong_receiver", "receiver must be the other participant of this room.")
-        try:
-            content = validate_content(payload["content"])
-        except ChatError as error:
-            return self.send_error(error.code, error.message)
-        return SendRequest(self.user_id, self.other_id, self.conversation_id, content)
-
-    def on_event(self, delivery):
-        event = delivery.event
+    def on_event(self, event, frames):
         if event["pair"] != self.pair:
             return
         if self.v2:
-            self.push(delivery.v2_text(self.user_id, self._base_url))
+            self.push(wire.v2_text(event, frames, self.user_id, self._base_url))
         elif event["type"] == "message.created":
-            self.push(delivery.room_text)
+            self.push(wire.room_text(event, frames))
 
 
 class InboxConsumer(ChatSocket):
@@ -293,11 +256,11 @@ class InboxConsumer(ChatSocket):
         if int(self.scope["url_route"]["kwargs"]["user_id"]) != self.user_id:
             raise Refused(FORBIDDEN, "not your inbox")
 
-    def on_event(self, delivery):
+    def on_event(self, event, frames):
         if self.v2:
-            self.push(delivery.v2_text(self.user_id, self._base_url))
-        elif delivery.event["type"] == "message.created":
-            self.push(delivery.inbox_text(self.user_id, self._base_url))
+            self.push(wire.v2_text(event, frames, self.user_id, self._base_url))
+        elif event["type"] == "message.created":
+            self.push(wire.inbox_text(event, frames, self.user_id, self._base_url))
 
 
 class UnknownPathConsumer(AsyncWebsocketConsumer):

@@ -1,13 +1,16 @@
-"""The hub: one per process, it delivers committed events to the sockets they concern.
+"""The hub: one per process, the transport of committed events to the sockets they concern.
 
 - Sockets of this process register here by user id; an event goes straight to the
   sockets of its `recipients` (no channel-layer round trip for local sockets).
 - Other processes learn events through the channel layer: one group_send per
   published batch to one fan-out group that every process's hub listens on. With the
   in-memory layer there are no other processes, so nothing is sent.
-- Frames are serialized once per event (and once per inbox owner), not per socket.
+- The hub knows no frame: each socket renders its own through `wire`. With an event it
+  hands every socket the same empty per-event cache, so a frame is serialized once per
+  event (and once per owner for inbox and protocol-2 frames), not once per socket.
 
-Events come from the actions through events.publish_on_commit, from any thread.
+Events come from the actions through events.publish_on_commit (the hub subscribes at
+start-up, realtime/apps.py), from any thread.
 Cost per published batch and why this layout: docs/realtime.md.
 """
 
@@ -20,44 +23,11 @@ from collections import defaultdict
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from .. import wire
 from ..conf import chat_setting
 
 logger = logging.getLogger(__name__)
 
 FANOUT_GROUP = "habitto_chat.fanout"
-
-
-class Delivery:
-    """One event on its way to this process's sockets, with its frames built lazily once."""
-
-    __slots__ = ("event", "_room_text", "_inbox_texts", "_v2_texts")
-
-    def __init__(self, event):
-        self.event = event
-        self._room_text = None
-        self._inbox_texts = {}
-        self._v2_texts = {}
-
-    @property
-    def room_text(self):
-        if self._room_text is None:
-            self._room_text = wire.dumps(wire.room_frame(self.event))
-        return self._room_text
-
-    def inbox_text(self, owner_id, base_url):
-        key = (owner_id, base_url)
-        text = self._inbox_texts.get(key)
-        if text is None:
-            text = self._inbox_texts[key] = wire.dumps(wire.inbox_frame(self.event, owner_id, base_url))
-        return text
-
-    def v2_text(self, owner_id, base_url):
-        key = (owner_id, base_url)
-        text = self._v2_texts.get(key)
-        if text is None:
-            text = self._v2_texts[key] = wire.dumps(wire.v2_frame(self.event, owner_id, base_url))
-        return text
 
 
 class Hub:
@@ -108,9 +78,6 @@ class Hub:
             if not sockets:
                 del self._sockets[socket.user_id]
 
-    def socket_count(self):
-        return sum(len(s) for s in self._sockets.values())
-
     # --- publishing (any thread) -------------------------------------------------------
 
     def publish(self, events):
@@ -138,10 +105,10 @@ class Hub:
 
     def _deliver_now(self, events):
         for event in events:
-            delivery = Delivery(event)
+            frames = {}  # filled by the sockets through wire.*_text
             for user_id in event["recipients"]:
                 for socket in tuple(self._sockets.get(user_id, ())):
-                    socket.deliver(delivery)
+                    socket.deliver(event, frames)
 
     async def _send_remote(self, events):
         message = {"type": "chat.events", "origin": self.id, "events": events}
@@ -187,8 +154,9 @@ class Hub:
             if future is not None and not future.done():
                 future.set_result(True)
 
-    async def layer_round_trip(self, timeout):
-        """A message through the channel layer and back (readiness)."""
+    async def check_channel_layer(self):
+        """A message through the channel layer and back (readiness); raises on failure."""
+        timeout = chat_setting("LAYER_TIMEOUT")
         self.bind(asyncio.get_running_loop())
         if not self.is_distributed:
             channel = await self._layer.new_channel("ready.")
