@@ -7,6 +7,8 @@ import pytest
 from tests.support import services
 
 _numbers = itertools.count(1)
+WS_HOST = "chat.example.test"  # the Host header of test sockets (absolute picture URLs)
+WS_WAIT = 3  # seconds for a socket frame that must come
 
 
 @pytest.fixture
@@ -76,6 +78,35 @@ def _writer_connection_closed_before_teardown(django_db_setup, django_db_blocker
 
     with django_db_blocker.unblock():
         close_writer_connection()
+
+
+@pytest.fixture
+async def ws():
+    """Open a socket: `await ws(path, token)`; every socket opened is disconnected afterwards."""
+    from channels.testing import WebsocketCommunicator
+
+    from habitto_server.asgi import application
+
+    opened = []
+
+    async def open_socket(path, token=None, headers=(), subprotocols=None, subprotocol=None):
+        if token is not None:
+            path += f"?token={token}"
+        communicator = WebsocketCommunicator(
+            application, path, headers=[(b"host", WS_HOST.encode()), *headers], subprotocols=subprotocols
+        )
+        opened.append(communicator)
+        connected, chosen = await communicator.connect(timeout=WS_WAIT)
+        assert connected, "a refusal must come after accept, as a close code"
+        assert chosen == subprotocol
+        return communicator
+
+    yield open_socket
+    for communicator in opened:
+        if not communicator.future.done():
+            await communicator.disconnect(timeout=WS_WAIT)
+        elif not communicator.future.cancelled():  # cancelled: a receive timed out (already failing)
+            communicator.future.result()  # surface the consumer's exception, if any
 
 
 @pytest.fixture(scope="session")

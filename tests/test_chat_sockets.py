@@ -13,16 +13,14 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
-from habitto_server.asgi import application
 from habitto_chat.models import Message
+from tests.conftest import WS_HOST as HOST
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_writer")]
 
-HOST = "chat.example.test"
 ROOM_KEYS = {"id", "sender", "receiver", "content", "created_at", "edited_at", "is_read", "client_id"}
 INBOX_KEYS = {
     "message_id", "sender", "receiver", "content", "created_at", "counterpart_id",
@@ -34,31 +32,6 @@ QUIET = 0.3  # seconds of silence that count as "nothing"
 
 
 # --- fixtures and helpers --------------------------------------------------------------------
-
-
-@pytest.fixture
-async def ws():
-    """Open a socket: `await ws(path, token)`; every socket opened is disconnected afterwards."""
-    opened = []
-
-    async def open_socket(path, token=None, headers=(), subprotocols=None, subprotocol=None):
-        if token is not None:
-            path += f"?token={token}"
-        communicator = WebsocketCommunicator(
-            application, path, headers=[(b"host", HOST.encode()), *headers], subprotocols=subprotocols
-        )
-        opened.append(communicator)
-        connected, chosen = await communicator.connect(timeout=WAIT)
-        assert connected, "a refusal must come after accept, as a close code"
-        assert chosen == subprotocol
-        return communicator
-
-    yield open_socket
-    for communicator in opened:
-        if not communicator.future.done():
-            await communicator.disconnect(timeout=WAIT)
-        elif not communicator.future.cancelled():  # cancelled: a receive timed out (already failing)
-            communicator.future.result()  # surface the consumer's exception, if any
 
 
 @pytest.fixture
