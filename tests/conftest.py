@@ -109,6 +109,14 @@ async def ws():
             communicator.future.result()  # surface the consumer's exception, if any
 
 
+@pytest.fixture
+def pair(make_user, token_for):
+    """Alice and Bob, their tokens and their room's path."""
+    alice, bob = make_user("alice", first_name="Alice"), make_user("bob")
+    low, high = sorted((alice.pk, bob.pk))
+    return alice, bob, token_for(alice), token_for(bob), f"/ws/chat/{low}-{high}/"
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     url = services.redis_url()

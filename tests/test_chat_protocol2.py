@@ -17,13 +17,6 @@ def v2(path, token):
     return f"{path}?token={token}&protocol=2"
 
 
-@pytest.fixture
-def pair(make_user, token_for):
-    alice, bob = make_user("alice", first_name="Alice"), make_user("bob")
-    low, high = sorted((alice.pk, bob.pk))
-    return alice, bob, token_for(alice), token_for(bob), f"/ws/chat/{low}-{high}/"
-
-
 async def test_send_with_client_id_is_acknowledged_once_and_deduplicated(ws, pair):
     """A retried send with the same client_id is acknowledged as a duplicate, stored once."""
     alice, bob, token_a, _, room = pair
