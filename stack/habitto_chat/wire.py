@@ -208,23 +208,26 @@ def v2_error(code, text):
 
 
 def room_text(event, frames):
-    text = frames.get("room")
-    if text is None:
+    try:
+        return frames["room"]
+    except KeyError:
         text = frames["room"] = _dumps(room_frame(event))
-    return text
+        return text
 
 
 def inbox_text(event, frames, owner_id, base_url):
     key = ("inbox", owner_id, base_url)
-    text = frames.get(key)
-    if text is None:
+    try:
+        return frames[key]
+    except KeyError:
         text = frames[key] = _dumps(inbox_frame(event, owner_id, base_url))
-    return text
+        return text
 
 
 def v2_text(event, frames, owner_id, base_url):
     key = ("v2", owner_id, base_url)
-    text = frames.get(key)
-    if text is None:
+    try:
+        return frames[key]
+    except KeyError:
         text = frames[key] = _dumps(v2_frame(event, owner_id, base_url))
-    return text
+        return text
