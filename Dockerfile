@@ -4,17 +4,22 @@
 #   docker build --build-arg BASE_IMAGE=python:3.11-slim-bookworm ...   # another base
 #
 # Multi-stage: the builder installs the pinned requirements/base.txt into a venv (binary
-# wheels only, so no compiler is needed); the final stage gets that venv and stack/,
-# nothing else. No secrets are baked in: SECRET_KEY, DATABASE_URL, REDIS_URL, ... come
-# from the environment at run time (see .env.example and docs/docker.md). With DEBUG off
-# (the default) the server refuses to start without SECRET_KEY and ALLOWED_HOSTS.
+# wheels only, so no compiler is needed), then the project itself (`pip install .`, the
+# habitto_* packages of stack/, as `make venv` does in editable mode); the final stage gets
+# that venv (pip compiled it), stack/manage.py and docker/, nothing else. No secrets are
+# baked in: SECRET_KEY, DATABASE_URL, REDIS_URL, ... come from the environment at run time
+# (see .env.example and docs/docker.md). With DEBUG off (the default) the server refuses
+# to start without SECRET_KEY and ALLOWED_HOSTS.
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 RUN python -m venv /opt/venv
 COPY requirements/base.txt /tmp/requirements.txt
-RUN /opt/venv/bin/pip install --only-binary=:all: -r /tmp/requirements.txt \
+RUN /opt/venv/bin/pip install --only-binary=:all: -r /tmp/requirements.txt
+COPY pyproject.toml /src/pyproject.toml
+COPY stack/ /src/stack/
+RUN /opt/venv/bin/pip install --no-deps /src \
  && /opt/venv/bin/pip uninstall --yes pip setuptools \
  && find /opt/venv -name '*.po' -delete
 
@@ -24,7 +29,6 @@ LABEL org.opencontainers.image.title="habitto-chat" \
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONPATH=/app/stack \
     DJANGO_SETTINGS_MODULE=habitto_server.settings \
     STATE_DIR=/app/var \
     HOST=0.0.0.0 \
@@ -35,9 +39,8 @@ RUN groupadd --system --gid 10001 chat \
  && mkdir -p /app/var/media \
  && chown -R chat:chat /app/var
 COPY --from=builder /opt/venv /opt/venv
-COPY stack/ /app/stack/
+COPY stack/manage.py /app/stack/manage.py
 COPY docker/ /app/docker/
-RUN python -m compileall -q /app/stack
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000 8001

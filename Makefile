@@ -1,5 +1,7 @@
 # Two commands do everything: `make run` (serve with embedded defaults) and `make test`.
-# Both bootstrap a virtualenv in .venv from the pinned requirements on first use.
+# Both bootstrap a virtualenv in .venv on first use: the pinned requirements, then the
+# project itself in editable mode (`pip install -e .`), so the habitto_* packages of stack/
+# import without PYTHONPATH. loadtests/, bench/ and ops/ run from the repository root.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +15,6 @@ DB_TESTS := tests/test_accounts.py $(wildcard tests/test_chat_*.py)
 CURRENT_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python) $(shell command -v python3.12 2>/dev/null))
 CURRENT_VENV ?= .venv-django-current
 
-export PYTHONPATH := $(CURDIR)/stack:$(CURDIR)
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help venv run test test-sqlite test-postgres test-django-current clean
@@ -22,12 +23,13 @@ help:
 	@echo "make run    serve the backend on $(HOST) ports $(PORTS) (SQLite, in-memory layer)"
 	@echo "make test   run the whole test suite"
 	@echo "make up / down / logs   the full Docker Compose stack"
-	@echo "make loadtest   the Locust release gate;  make health   on-call checks"
+	@echo "make loadtest   the Locust release gate;  make bench   benchmarks;  make health   on-call checks"
 
-$(VENV)/.installed: requirements/base.txt requirements/dev.txt
+$(VENV)/.installed: requirements/base.txt requirements/dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(PY) -m pip install --quiet -e .
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -72,11 +74,12 @@ test-django-current:
 	test -x $(CURRENT_VENV)/bin/python || $(CURRENT_PYTHON) -m venv $(CURRENT_VENV); \
 	$(CURRENT_VENV)/bin/python -m pip install --quiet -r requirements/dev.txt && \
 	$(CURRENT_VENV)/bin/python -m pip install --quiet -r requirements/django-current.txt && \
+	$(CURRENT_VENV)/bin/python -m pip install --quiet -e . && \
 	$(CURRENT_VENV)/bin/python -m django --version && \
 	$(CURRENT_VENV)/bin/python -m pytest $(PYTEST_ARGS) $(DB_TESTS)
 
 clean:
 	rm -rf $(VENV) $(CURRENT_VENV) var results .pytest_cache
 
-# Targets owned by each part of the tooling (Docker stack, load tester, on-call checks).
+# Targets owned by each part of the tooling (Docker stack, load tester, benchmarks, on-call checks).
 -include mk/*.mk

@@ -1,17 +1,13 @@
 """On-call checks of the chat stack: `fab health`, `fab probe`, `fab ports`, `fab redis-ping`,
 `fab status` (add `-H host1,host2` for SSH hosts, `--json` for machines). docs/oncall.md.
 
-Exit code = status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. The work lives in ops/oncall/.
+Exit code = status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. The work lives in ops/oncall/
+(Fabric puts this file's folder, the repository root, on the import path).
 """
-
-import sys
-from pathlib import Path
 
 from fabric import task
 
-sys.path[:0] = [p for p in (str(Path(__file__).parent / "stack"),) if p not in sys.path]
-
-from ops.oncall.cli import run_task  # noqa: E402
+from ops.oncall.cli import run_task
 
 OPTIONS = {"json": "print JSON instead of the table", "config": "extra YAML config file (secrets)"}
 

@@ -12,13 +12,10 @@ conversation k.
 import json
 import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 from habitto_client import ChatError, ChatHTTP, HTTPStatusError
-
-REPO_DIR = Path(__file__).resolve().parents[1]
+from habitto_server.processes import manage
 
 
 def new_prefix():
@@ -31,18 +28,9 @@ def new_password():
 
 def provision_local(count, prefix, password, output, env=None, timeout=300):
     """The bulk command (one password hash, bulk inserts); returns the accounts list."""
-    command = [sys.executable, str(REPO_DIR / "stack" / "manage.py"), "create_loadtest_users",
-               "--count", str(count), "--prefix", prefix, "--password", password, "--output", str(output)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise RuntimeError(f"create_loadtest_users failed:\n{result.stdout}\n{result.stderr}")
+    manage(env, "create_loadtest_users", "--count", str(count), "--prefix", prefix, "--password", password,
+           "--output", str(output), timeout=timeout)
     return load(output)
-
-
-def delete_local(prefix, env=None, timeout=300):
-    command = [sys.executable, str(REPO_DIR / "stack" / "manage.py"), "create_loadtest_users",
-               "--delete", "--prefix", prefix]
-    subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=True)
 
 
 def provision_api(http_base, count, prefix, password, timeout=10):

@@ -19,10 +19,6 @@ def _entry(stats, name, method="WS"):
     return stats.entries.get((name, method))
 
 
-def _sum_failures(stats, prefix):
-    return sum(e.num_failures for (name, _), e in stats.entries.items() if name.startswith(prefix))
-
-
 def summarize(stats, scenario):
     """A JSON-safe dict of everything the gate judges."""
     rows = {}

@@ -14,6 +14,8 @@ import time
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
+from habitto_client import ws_url_for
+
 from loadtests import accounts as account_store
 from loadtests import config
 from loadtests.gate import gate
@@ -37,10 +39,7 @@ def add_arguments(parser):
 
 
 def _ws_base(options):
-    if options.ws_host:
-        return options.ws_host
-    host = options.host or ""
-    return "ws" + host[4:] if host.startswith("http") else host
+    return options.ws_host or ws_url_for(options.host or "")
 
 
 def _on_path(path, ms, complete_ms, _fire=None):

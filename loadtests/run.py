@@ -22,12 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-from habitto_client import ChatError, ChatHTTP
+from habitto_client import ChatError, ChatHTTP, ws_url_for
+from habitto_server.processes import LocalServer, free_port
 
 from . import accounts as account_store
 from . import config
-from .server import REPO_DIR, STACK_DIR, LocalServer, free_port
 
+REPO_DIR = Path(__file__).resolve().parents[1]
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
 
@@ -56,10 +57,8 @@ def build_parser():
 
 
 def locust_env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(STACK_DIR), str(REPO_DIR), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    """Locust runs from the repository root (cwd), where `loadtests` imports from."""
+    return dict(os.environ, PYTHONUNBUFFERED="1")
 
 
 def common_args(args, scenario, http_base, ws_base):
@@ -127,7 +126,7 @@ def main(argv=None):
     results.mkdir(parents=True, exist_ok=True)
     if args.role == "worker":
         http_base = args.target or "http://127.0.0.1:8001"
-        ws_base = args.target_ws or "ws" + http_base[4:]
+        ws_base = args.target_ws or ws_url_for(http_base)
         cmd = [sys.executable, "-m", "locust", *common_args(args, scenario, http_base, ws_base),
                "--worker", "--master-host", args.master_host, "--master-port", str(args.master_port)]
         code = subprocess.run(cmd, env=locust_env(), cwd=REPO_DIR).returncode
@@ -141,7 +140,7 @@ def main(argv=None):
     try:
         if args.target:
             http_base = args.target.rstrip("/")
-            ws_base = (args.target_ws or "ws" + http_base[4:]).rstrip("/")
+            ws_base = (args.target_ws or ws_url_for(http_base)).rstrip("/")
         else:
             env_extra = dict(scenario.server_env)
             env_extra.update(config.parse_overrides(args.server_env))

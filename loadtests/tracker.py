@@ -16,7 +16,6 @@ up in the figures (no coordinated omission). "complete" is the last of the four.
 
 PATHS = ("sender_echo", "partner_room", "sender_inbox", "partner_inbox")
 BIT = {path: 1 << index for index, path in enumerate(PATHS)}
-ALL_BITS = (1 << len(PATHS)) - 1
 
 
 def marker(run_id, sender, seq):

@@ -6,7 +6,6 @@ CRITICAL > WARNING > UNKNOWN > OK (monitoring-plugins' max_state_alt): a host th
 not be checked does not hide another host that is down.
 """
 
-import re
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -104,12 +103,6 @@ def unknown(check, text, *perf):
 
 def not_applicable(check, text):
     return Result(check, Status.OK, text, [], applicable=False)
-
-
-def perf_label(*parts):
-    """A perfdata label from parts: lower case, [a-z0-9_.] only (hosts keep their dots)."""
-    joined = "_".join(str(p) for p in parts if p not in (None, ""))
-    return re.sub(r"[^a-zA-Z0-9_.]+", "_", joined).strip("_").lower()
 
 
 def ms(seconds):

@@ -22,10 +22,6 @@ def _http_port(ctx):
     return [checks.tcp_port(ctx, "http")]
 
 
-def _ws_port(ctx):
-    return [checks.tcp_port(ctx, "ws")]
-
-
 def _one(fn):
     return lambda ctx: [fn(ctx)]
 

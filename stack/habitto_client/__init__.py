@@ -1,7 +1,8 @@
 """habitto_client: one small synchronous client for the Habitto chat protocol.
 
-Shared by the load tester (loadtests/) and the on-call checks (ops/). The names below are
-the stable API; anything else in the package is internal. Protocol: docs/protocol.md.
+Shared by the load tester (loadtests/), the benchmarks (bench/), the on-call checks (ops/)
+and the tests. The names below are the stable API; anything else in the package is
+internal. Protocol: docs/protocol.md.
 
 HTTP (standard library, a timeout on every call, environment proxies ignored)::
 
@@ -19,8 +20,9 @@ HTTP (standard library, a timeout on every call, environment proxies ignored)::
 
 WebSockets (websocket-client, gevent-patchable; no Origin header, like the app)::
 
-    from habitto_client import ChatSocket, room_url, inbox_url
+    from habitto_client import ChatSocket, room_url, inbox_url, ws_url_for
     url = room_url("ws://127.0.0.1:8000", session.user_id, 7, session.access)  # ids ordered
+    ws_url_for("https://chat.example")          # -> "wss://chat.example" (same server, same port)
     with ChatSocket.open(url, timeout=5) as room:
         room.send_message(session.user_id, 7, "hi")       # or room.send_json({...})
         msg = read_room_frame(room.recv_json(timeout=5))  # RoomMessage(id, sender, ...)
@@ -62,7 +64,7 @@ from .frames import (
     room_frame,
 )
 from .http import ChatHTTP, Response, Session
-from .sockets import ChatSocket, inbox_url, room_path, room_url
+from .sockets import ChatSocket, inbox_url, room_path, room_url, ws_url_for
 from .tokens import jwt_claims, jwt_user_id
 
 __all__ = [
@@ -70,5 +72,5 @@ __all__ = [
     "HandshakeRejected", "InboxFrame", "ProtocolError", "Response", "RoomMessage",
     "ServerRejected", "Session", "SocketClosed", "Timeout", "inbox_url", "is_error_frame",
     "jwt_claims", "jwt_user_id", "read_inbox_frame", "read_room_frame", "room_frame",
-    "room_path", "room_url",
+    "room_path", "room_url", "ws_url_for",
 ]

@@ -18,6 +18,15 @@ def _ws_base(ws_base):
     return ws_base.rstrip("/")
 
 
+def ws_url_for(http_url):
+    """The WebSocket base URL of a server's HTTP base URL (one port answers both):
+    http:// -> ws://, https:// -> wss://; any other URL is returned unchanged."""
+    scheme, separator, rest = http_url.partition("://")
+    if separator and scheme in ("http", "https"):
+        return scheme.replace("http", "ws", 1) + separator + rest
+    return http_url
+
+
 def room_path(a, b):
     """/ws/chat/<low>-<high>/ with the two ids ordered numerically (9 and 10 -> 9-10)."""
     low, high = sorted((int(a), int(b)))
@@ -94,10 +103,17 @@ class ChatSocket:
 
     # -- sending -------------------------------------------------------------------
     def send_text(self, text):
+        self._send(text, websocket.ABNF.OPCODE_TEXT)
+
+    def send_binary(self, data):
+        """A binary frame: the chat protocol has none, the server answers with an error frame."""
+        self._send(data, websocket.ABNF.OPCODE_BINARY)
+
+    def _send(self, payload, opcode):
         if self.closed:
             raise SocketClosed(self.close_code, self.close_reason)
         try:
-            self._ws.send(text)
+            self._ws.send(payload, opcode)
         except (websocket.WebSocketTimeoutException, socket.timeout, TimeoutError):
             raise Timeout("send did not complete within the socket timeout") from None
         except (websocket.WebSocketConnectionClosedException, OSError) as exc:

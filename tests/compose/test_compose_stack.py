@@ -14,17 +14,10 @@ from datetime import datetime
 
 import pytest
 
+from habitto_client import ChatSocket, Timeout, inbox_url, room_url
 from tests.compose.stack import ComposeStack, run, running_stack
-from tests.e2e.support import (
-    Socket,
-    check_inbox_frame,
-    check_room_frame,
-    inbox_path,
-    marker,
-    room_path,
-    thread_ids,
-)
 from tests.support import services
+from tests.support.chat import check_inbox_frame, check_room_frame, marker, recv_until, thread_ids
 from tests.support.live import http_json
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -59,11 +52,11 @@ def accounts(stack):
 
 @pytest.fixture
 def sockets():
-    """open(port, path, token): websocket-client sockets, all closed afterwards."""
+    """open(url): habitto_client sockets, all closed afterwards."""
     opened = []
 
-    def open_socket(stack, port, path):
-        sock = Socket(stack.ws_url(port) + path, timeout=10, suppress_origin=True)
+    def open_socket(url):
+        sock = ChatSocket.open(url, timeout=10)
         opened.append(sock)
         return sock
 
@@ -138,9 +131,9 @@ def test_registration_and_login_over_http(stack, accounts):
 def test_room_socket_message_reaches_the_other_users_room_and_inbox(stack, accounts, sockets):
     alice, bob = accounts["alice"], accounts["bob"]
     port = stack.ws_port
-    bob_room = sockets(stack, port, room_path(alice["id"], bob["id"], bob["access"]))
-    bob_inbox = sockets(stack, port, inbox_path(bob["id"], bob["access"]))
-    alice_room = sockets(stack, port, room_path(alice["id"], bob["id"], alice["access"]))
+    bob_room = sockets(room_url(stack.ws_url(port), alice["id"], bob["id"], bob["access"]))
+    bob_inbox = sockets(inbox_url(stack.ws_url(port), bob["id"], bob["access"]))
+    alice_room = sockets(room_url(stack.ws_url(port), alice["id"], bob["id"], alice["access"]))
     text = marker("socket")
     alice_room.send_json({"sender": alice["id"], "receiver": bob["id"], "content": text})
 
@@ -155,18 +148,18 @@ def test_http_post_on_the_http_port_reaches_sockets_on_the_ws_port(stack, accoun
     """Two containers: the post is served by backend-http, the sockets by backend-ws, so
     the delivery went through Redis."""
     alice, bob = accounts["alice"], accounts["bob"]
-    bob_room = sockets(stack, stack.ws_port, room_path(alice["id"], bob["id"], bob["access"]))
-    bob_inbox = sockets(stack, stack.ws_port, inbox_path(bob["id"], bob["access"]))
-    alice_room = sockets(stack, stack.ws_port, room_path(alice["id"], bob["id"], alice["access"]))
+    bob_room = sockets(room_url(stack.ws_url(stack.ws_port), alice["id"], bob["id"], bob["access"]))
+    bob_inbox = sockets(inbox_url(stack.ws_url(stack.ws_port), bob["id"], bob["access"]))
+    alice_room = sockets(room_url(stack.ws_url(stack.ws_port), alice["id"], bob["id"], alice["access"]))
     text = marker("http")
     status, body = post_message(stack, stack.http_port, alice, bob["id"], text)
     assert status == 201, body
     message = body["data"]
     for sock in (bob_room, alice_room):
-        frame = check_room_frame(sock.recv_until(lambda f: f.get("content") == text, WAIT),
+        frame = check_room_frame(recv_until(sock, lambda f: f.get("content") == text, WAIT),
                                  alice["id"], bob["id"], text)
         assert frame["id"] == message["id"]
-    frame = bob_inbox.recv_until(lambda f: f.get("content") == text, WAIT)
+    frame = recv_until(bob_inbox, lambda f: f.get("content") == text, WAIT)
     check_inbox_frame(frame, bob["id"], alice["id"], bob["id"], text)
 
 
@@ -189,8 +182,8 @@ def test_redis_outage_fails_readiness_by_name_and_recovers_without_losing_acknow
     alice, bob = accounts["alice"], accounts["bob"]
     ws_port, http_port = stack.ws_port, stack.http_port
     # Sockets opened before the outage must carry live messages again after it.
-    bob_room = sockets(stack, ws_port, room_path(alice["id"], bob["id"], bob["access"]))
-    alice_room = sockets(stack, ws_port, room_path(alice["id"], bob["id"], alice["access"]))
+    bob_room = sockets(room_url(stack.ws_url(ws_port), alice["id"], bob["id"], bob["access"]))
+    alice_room = sockets(room_url(stack.ws_url(ws_port), alice["id"], bob["id"], alice["access"]))
     acknowledged = []
 
     stopped_at = time.monotonic()
@@ -210,7 +203,7 @@ def test_redis_outage_fails_readiness_by_name_and_recovers_without_losing_acknow
     # and a REST post answers 201 (stored).
     text = marker("during-outage-ws")
     alice_room.send_json({"sender": alice["id"], "receiver": bob["id"], "content": text})
-    echo = alice_room.recv_until(lambda f: f.get("content") == text, WAIT)
+    echo = recv_until(alice_room, lambda f: f.get("content") == text, WAIT)
     acknowledged.append(echo["id"])
     for n in range(3):
         status, body = post_message(stack, http_port, alice, bob["id"], marker(f"during-outage-http-{n}"))
@@ -230,9 +223,9 @@ def test_redis_outage_fails_readiness_by_name_and_recovers_without_losing_acknow
         assert status == 201, body
         acknowledged.append(body["data"]["id"])
         try:
-            bob_room.recv_until(lambda f, text=text: f.get("content") == text, 3)
+            recv_until(bob_room, lambda f, text=text: f.get("content") == text, 3)
             break
-        except TimeoutError:
+        except Timeout:
             assert time.monotonic() < deadline, f"no delivery through Redis 30 s after it came back\n{stack.logs()}"
     states = stack.service_states()
     for service in ("redis", "postgres", "backend-ws", "backend-http"):

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from habitto_client import ChatSocket, Timeout, room_url
+from tests.support.chat import login, marker, provision, recv_until, thread_ids, wait_for
 from tests.support.live import LiveServer, free_port, http_json, manage, server_env
 from tests.support.services import check_redis, require
-
-from .support import Socket, login, marker, provision, room_path, thread_ids, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 
@@ -72,7 +72,7 @@ class Conversation:
         while (left := deadline - time.monotonic()) > 0 and (until is None or until not in self.seen[user_id]):
             try:
                 frame = self.sock[user_id].recv_json(left)
-            except TimeoutError:
+            except Timeout:
                 return
             assert "error" not in frame, frame
             self.seen[user_id].add(frame["content"])
@@ -82,7 +82,7 @@ class Conversation:
         receiver_id = next(i for i in self.ids if i != sender_id)
         text = marker(label)
         self.sock[sender_id].send_json({"sender": sender_id, "receiver": receiver_id, "content": text})
-        echo = self.sock[sender_id].recv_until(lambda f: f.get("content") == text or "error" in f, ack_timeout)
+        echo = recv_until(self.sock[sender_id], lambda f: f.get("content") == text or "error" in f, ack_timeout)
         assert "error" not in echo, echo
         assert (echo["sender"], echo["receiver"]) == (sender_id, receiver_id)
         self.acked[echo["id"]] = text
@@ -108,8 +108,8 @@ def test_redis_outage_loses_nothing_acknowledged_and_delivery_resumes(tmp_path, 
         for server in (first, second):
             wait_for(lambda: readiness(server)[0] == 200, 15, what="readiness before the outage")
         ta, tb = login(first.http_url(), a), login(second.http_url(), b)
-        sock_a = Socket(first.ws_url() + room_path(a["id"], b["id"], ta))
-        sock_b = Socket(second.ws_url() + room_path(a["id"], b["id"], tb))
+        sock_a = ChatSocket.open(room_url(first.ws_url(), a["id"], b["id"], ta))
+        sock_b = ChatSocket.open(room_url(second.ws_url(), a["id"], b["id"], tb))
         chat = Conversation(a, b, sock_a, sock_b)
         try:
             # Healthy: every message crosses between the processes.
@@ -178,8 +178,8 @@ def test_processes_started_without_redis_serve_and_join_when_it_comes(tmp_path, 
             status, redis_check = readiness(server)
             assert status == 503 and redis_check["ok"] is False, redis_check
         ta, tb = login(first.http_url(), a), login(second.http_url(), b)
-        sock_a = Socket(first.ws_url() + room_path(a["id"], b["id"], ta))
-        sock_b = Socket(second.ws_url() + room_path(a["id"], b["id"], tb))
+        sock_a = ChatSocket.open(room_url(first.ws_url(), a["id"], b["id"], ta))
+        sock_b = ChatSocket.open(room_url(second.ws_url(), a["id"], b["id"], tb))
         chat = Conversation(a, b, sock_a, sock_b)
         try:
             for n in range(3):

@@ -8,19 +8,9 @@ import uuid
 import jwt
 import pytest
 
-from tests.support.live import LiveServer, free_port, http_json, server_env
-
-from .support import (
-    PASSWORD,
-    Socket,
-    check_inbox_frame,
-    check_room_frame,
-    inbox_path,
-    login,
-    marker,
-    provision,
-    room_path,
-)
+from habitto_client import ChatSocket, inbox_url, room_url
+from tests.support.chat import PASSWORD, check_inbox_frame, check_room_frame, drain, login, marker, provision
+from tests.support.live import LiveServer, free_port, http_json, manage, server_env
 
 pytestmark = pytest.mark.e2e
 
@@ -29,8 +19,6 @@ SIGNING_KEY = "e2e-signing-key-" + uuid.uuid4().hex  # lets the test mint short-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from tests.support.live import manage
-
     state = tmp_path_factory.mktemp("e2e-single")
     env = server_env(state, JWT_SIGNING_KEY=SIGNING_KEY)
     manage(env, "migrate", "--noinput")
@@ -42,8 +30,8 @@ def server(tmp_path_factory):
         yield live
 
 
-def open_socket(server, port, path, **options):
-    return Socket(server.ws_url(port) + path, timeout=5, **options)
+def open_socket(url, **options):
+    return ChatSocket.open(url, timeout=5, **options)
 
 
 def short_token(user_id, seconds):
@@ -58,10 +46,10 @@ def test_room_and_inbox_flow_across_both_ports(server):
     """Room and inbox sockets on both ports of one process: echo, delivery, inboxes, REST posts."""
     (a, b), (ta, tb) = server.users[:2], server.tokens[:2]
     p1, p2 = server.ports
-    room_a = open_socket(server, p1, room_path(a["id"], b["id"], ta))
-    room_b = open_socket(server, p2, room_path(b["id"], a["id"], tb))
-    inbox_a = open_socket(server, p2, inbox_path(a["id"], ta))
-    inbox_b = open_socket(server, p1, inbox_path(b["id"], tb, alias=True))
+    room_a = open_socket(room_url(server.ws_url(p1), a["id"], b["id"], ta))
+    room_b = open_socket(room_url(server.ws_url(p2), b["id"], a["id"], tb))
+    inbox_a = open_socket(inbox_url(server.ws_url(p2), a["id"], ta))
+    inbox_b = open_socket(inbox_url(server.ws_url(p1), b["id"], tb, alias=True))
     sockets = [room_a, room_b, inbox_a, inbox_b]
     try:
         text = marker("socket ✓")
@@ -85,7 +73,7 @@ def test_room_and_inbox_flow_across_both_ports(server):
             check_inbox_frame(inbox_b.recv_json(), b["id"], b["id"], a["id"], text)
 
         for sock in sockets:
-            assert sock.drain(0.3) == [], "no welcome, no pong, nothing unsolicited"
+            assert drain(sock, 0.3) == [], "no welcome, no pong, nothing unsolicited"
     finally:
         for sock in sockets:
             sock.close()
@@ -94,9 +82,9 @@ def test_room_and_inbox_flow_across_both_ports(server):
 def test_token_carriers_over_the_real_server(server):
     """Authorization header and the subprotocol pair (answered with `access_token`) authenticate."""
     (a, b), ta = server.users[:2], server.tokens[0]
-    p1 = server.ports[0]
-    by_header = open_socket(server, p1, room_path(a["id"], b["id"]), header=[f"Authorization: Bearer {ta}"])
-    by_subprotocol = open_socket(server, p1, room_path(a["id"], b["id"]), subprotocols=["access_token", ta])
+    room = room_url(server.ws_url(), a["id"], b["id"])  # no token in the query string
+    by_header = open_socket(room, headers={"Authorization": f"Bearer {ta}"})
+    by_subprotocol = open_socket(room, subprotocols=["access_token", ta])
     try:
         assert by_subprotocol.subprotocol == "access_token"
         text = marker("carriers")
@@ -112,22 +100,23 @@ def test_refusals_carry_their_close_codes(server):
     """Every refusal over the real server closes with its code (4401, 4403, 4404)."""
     (a, b, c), (ta, tb, tc) = server.users[:3], server.tokens[:3]
     expired = short_token(a["id"], -5)
+    ws = server.ws_url(server.ports[1])
     cases = [
-        (room_path(a["id"], b["id"]), {}, 4401),
-        (room_path(a["id"], b["id"], "not-a-token"), {}, 4401),
-        (room_path(a["id"], b["id"], expired), {}, 4401),
-        (inbox_path(a["id"], jwt.encode({"user_id": a["id"]}, "another-key-" + SIGNING_KEY)), {}, 4401),
-        (room_path(a["id"], b["id"], tc), {}, 4403),
-        (inbox_path(b["id"], ta), {}, 4403),
-        (inbox_path(a["id"], ta), {"origin": "https://evil.example"}, 4403),
-        ("/ws/nothing/?token=" + ta, {}, 4404),
-        (room_path(a["id"], 10**9, ta), {}, 4404),
-        (f"/ws/chat/{a['id']}-{a['id']}/?token={ta}", {}, 4404),
+        (room_url(ws, a["id"], b["id"]), {}, 4401),
+        (room_url(ws, a["id"], b["id"], "not-a-token"), {}, 4401),
+        (room_url(ws, a["id"], b["id"], expired), {}, 4401),
+        (inbox_url(ws, a["id"], jwt.encode({"user_id": a["id"]}, "another-key-" + SIGNING_KEY)), {}, 4401),
+        (room_url(ws, a["id"], b["id"], tc), {}, 4403),
+        (inbox_url(ws, b["id"], ta), {}, 4403),
+        (inbox_url(ws, a["id"], ta), {"origin": "https://evil.example"}, 4403),
+        (f"{ws}/ws/nothing/?token={ta}", {}, 4404),
+        (room_url(ws, a["id"], 10**9, ta), {}, 4404),
+        (f"{ws}/ws/chat/{a['id']}-{a['id']}/?token={ta}", {}, 4404),
     ]
-    for path, options, code in cases:
-        sock = open_socket(server, server.ports[1], path, **options)
+    for url, options, code in cases:
+        sock = open_socket(url, **options)
         try:
-            assert sock.wait_closed(5) == code, path
+            assert sock.wait_closed(5) == code, sock
         finally:
             sock.close()
 
@@ -136,7 +125,7 @@ def test_token_expiry_closes_the_socket(server):
     """A socket opened with a token that expires in 2 s is closed with 4401 at expiry."""
     a, b = server.users[:2]
     token = short_token(a["id"], 2)
-    sock = open_socket(server, server.ports[0], room_path(a["id"], b["id"], token))
+    sock = open_socket(room_url(server.ws_url(server.ports[0]), a["id"], b["id"], token))
     try:
         text = marker("before expiry")
         sock.send_json({"sender": a["id"], "receiver": b["id"], "content": text})
@@ -151,14 +140,14 @@ def test_token_expiry_closes_the_socket(server):
 def test_bad_input_over_the_real_server(server):
     """Bad input gets error frames on a usable socket; an oversized frame closes it with 1009; nothing stored."""
     (a, b), (ta, tb) = server.users[2:4], server.tokens[2:4]
-    sock = open_socket(server, server.ports[0], room_path(a["id"], b["id"], ta))
+    sock = open_socket(room_url(server.ws_url(server.ports[0]), a["id"], b["id"], ta))
     try:
         for text, code in [("{oops", "invalid_json"), ("[]", "invalid_frame"),
                            ('{"sender": true, "receiver": 1, "content": "x"}', "invalid_frame")]:
             sock.send_text(text)
             frame = sock.recv_json()
             assert set(frame) == {"error", "code"} and frame["code"] == code
-        sock.ws.send_binary(b'{"sender": 1}')
+        sock.send_binary(b'{"sender": 1}')
         assert sock.recv_json()["code"] == "binary_frame"
         text = marker("still usable")
         sock.send_json({"sender": a["id"], "receiver": b["id"], "content": text})
@@ -182,12 +171,12 @@ def test_logout_revokes_the_token_for_sockets(server):
                              {"username": user["username"], "password": PASSWORD})
     assert status == 200, body
     access, refresh = body["data"]["access"], body["data"]["refresh"]
-    sock = open_socket(server, server.ports[0], inbox_path(user["id"], access))
-    assert sock.drain(0.3) == []  # accepted while the token is valid
+    sock = open_socket(inbox_url(server.ws_url(server.ports[0]), user["id"], access))
+    assert drain(sock, 0.3) == []  # accepted while the token is valid
     sock.close()
     status, body = http_json("POST", f"{server.http_url()}/api/logout/", {"refresh": refresh}, token=access)
     assert status in (200, 204, 205), body
-    sock = open_socket(server, server.ports[1], inbox_path(user["id"], access))
+    sock = open_socket(inbox_url(server.ws_url(server.ports[1]), user["id"], access))
     try:
         assert sock.wait_closed(5) == 4401
     finally:
@@ -197,7 +186,7 @@ def test_logout_revokes_the_token_for_sockets(server):
 def test_tokens_never_reach_the_log(server):
     """Access-log lines show `token=[redacted]`; no JWT (`eyJ...`) and no message text appear in the log."""
     (a, b), ta = server.users[:2], server.tokens[0]
-    sock = open_socket(server, server.ports[1], room_path(a["id"], b["id"], ta))
+    sock = open_socket(room_url(server.ws_url(server.ports[1]), a["id"], b["id"], ta))
     secret = marker("private words")
     sock.send_json({"sender": a["id"], "receiver": b["id"], "content": secret})
     check_room_frame(sock.recv_json(), a["id"], b["id"], secret)

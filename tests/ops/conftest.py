@@ -17,7 +17,7 @@ import pytest
 
 from tests.ops.sshd import ALIAS, SSHServer, sshd_binary
 from tests.support import services
-from tests.support.live import REPO_DIR, STACK_DIR, LiveServer, free_port, manage, server_env
+from tests.support.live import REPO_DIR, LiveServer, free_port, manage, server_env
 
 PROBE_PASSWORD = "probe-Passw0rd-oncall"
 
@@ -47,7 +47,6 @@ class FabRun:
 def fab(*args, env=None, timeout=90):
     """Run `fab ARGS` from the repository root with ONCALL_* taken only from `env`."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ONCALL_")}
-    full_env["PYTHONPATH"] = f"{STACK_DIR}{os.pathsep}{REPO_DIR}"
     full_env.update({k: str(v) for k, v in (env or {}).items()})
     started = time.monotonic()
     completed = subprocess.run(

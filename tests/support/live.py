@@ -1,11 +1,16 @@
-"""Real server processes for end-to-end tests (the same runner the load tester uses)."""
+"""Real server processes for end-to-end tests (habitto_server.processes, the runner the
+load tester and the benchmarks use too)."""
 
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 
-from loadtests.server import REPO_DIR, STACK_DIR, free_port, manage, server_env  # noqa: F401
-from loadtests.server import ServerProcess as LiveServer  # noqa: F401
+from habitto_server.processes import free_port, manage, server_env  # noqa: F401
+from habitto_server.processes import ServerProcess as LiveServer  # noqa: F401
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+STACK_DIR = REPO_DIR / "stack"
 
 
 def http_json(method, url, body=None, token=None, timeout=10):

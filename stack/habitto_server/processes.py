@@ -1,6 +1,7 @@
 """Chat server processes on free loopback ports: `python -m habitto_server.serve` with DEBUG=1
-and a state folder of their own. The load tester's throwaway server (LocalServer) and
-the test suite's live servers (tests/support/live.py) are both built on ServerProcess."""
+and a state folder of their own. The test suite's live servers (tests/support/live.py), the
+load tester's throwaway server and the benchmarks' servers (LocalServer) are all built on
+ServerProcess. Development and test tooling: nothing in the server imports it."""
 
 import os
 import shutil
@@ -12,8 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO_DIR = Path(__file__).resolve().parents[1]
-STACK_DIR = REPO_DIR / "stack"
+SETTINGS_MODULE = "habitto_server.settings"
 
 
 def free_port():
@@ -26,8 +26,7 @@ def server_env(state_dir, database_url=None, redis_url=None, **extra):
     """Environment for a server process: development mode, its own state folder."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(DEBUG="1", STATE_DIR=str(state_dir), PYTHONUNBUFFERED="1",
-               PYTHONPATH=f"{STACK_DIR}{os.pathsep}{REPO_DIR}",
-               DJANGO_SETTINGS_MODULE="habitto_server.settings", ACCESS_LOG="1")
+               DJANGO_SETTINGS_MODULE=SETTINGS_MODULE, ACCESS_LOG="1")
     if database_url:
         env["DATABASE_URL"] = database_url
     if redis_url:
@@ -37,8 +36,10 @@ def server_env(state_dir, database_url=None, redis_url=None, **extra):
 
 
 def manage(env, *args, timeout=600):
-    """Run a management command in a subprocess; returns its stdout."""
-    result = subprocess.run([sys.executable, str(STACK_DIR / "manage.py"), *args], env=env,
+    """Run a management command (`python -m django`, what stack/manage.py does) in a
+    subprocess with `env` (default: this process's environment); returns its stdout."""
+    env = {"DJANGO_SETTINGS_MODULE": SETTINGS_MODULE, **(os.environ if env is None else env)}
+    result = subprocess.run([sys.executable, "-m", "django", *args], env=env,
                             capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -67,7 +68,7 @@ class ServerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "habitto_server.serve", "--host", "127.0.0.1",
              "--ports", ",".join(map(str, self.ports))],
-            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO_DIR,
+            env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         pending = set(self.ports)
@@ -127,7 +128,7 @@ class ServerProcess:
 
 
 class LocalServer(ServerProcess):
-    """A throwaway server for a load-test run: temporary STATE_DIR (SQLite), free ports
+    """A throwaway server for a load-test or benchmark run: temporary STATE_DIR (SQLite), free ports
     (WS port first, HTTP port second, like 8000 and 8001), state removed unless keep."""
 
     def __init__(self, env_extra=None, ports=None, state_dir=None, keep=False, log_path=None):

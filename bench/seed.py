@@ -1,6 +1,6 @@
 """Seed a benchmark database: one user with many conversations among many stored messages.
 
-    STATE_DIR=... DEBUG=1 python -m loadtests.bench_seed --messages 1000000 --partners 1000 \
+    STATE_DIR=... DEBUG=1 python -m bench.seed --messages 1000000 --partners 1000 \
         --others 2000 --output seed.json
 
 Runs with the server's settings against a database the benchmark created (never a real
@@ -23,9 +23,6 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stack"))
-
 
 def plan(user_id, partner_ids, other_ids, total, per_partner=100, per_other=200):
     """[(low, high, count)] of conversations; the first is U's big thread."""

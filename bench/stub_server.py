@@ -1,6 +1,6 @@
 """A protocol stub that costs almost nothing, to measure the load generator's own capacity.
 
-    python -m loadtests.stub_server --port 18210
+    python -m bench.stub_server --port 18210
 
 Speaks the legacy room and inbox sockets (docs/protocol.md) with no database, no
 authentication check (the token's `user_id` claim is trusted), and fan-out with

@@ -3,7 +3,7 @@ user sending N messages as fast as it can; reports messages delivered to partner
 second and delivery latency. Used to pick the ASGI server (docs/realtime.md); the
 release gate with percentiles per path is the Locust suite in loadtests/.
 
-    python tools/flood.py --http http://127.0.0.1:8001 --ws ws://127.0.0.1:8000 \
+    python -m bench.flood --http http://127.0.0.1:8001 --ws ws://127.0.0.1:8000 \
         --users users.json --pairs 50 --messages 60
 """
 

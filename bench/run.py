@@ -1,14 +1,14 @@
 """`make bench`: the backend's performance targets, measured with the load tester.
 
-    python -m loadtests.bench --mode quick            # a few minutes, smaller numbers (default)
-    python -m loadtests.bench --mode full             # the figures of docs/benchmarks.md
-    python -m loadtests.bench --only latency,queries  # some phases
-    python -m loadtests.bench --postgres [ADMIN_URL]  # PostgreSQL (throwaway databases) instead of SQLite
+    python -m bench.run --mode quick            # a few minutes, smaller numbers (default)
+    python -m bench.run --mode full             # the figures of docs/benchmarks.md
+    python -m bench.run --only latency,queries  # some phases
+    python -m bench.run --postgres [ADMIN_URL]  # PostgreSQL (throwaway databases) instead of SQLite
 
 Phases (each on a fresh throwaway server: python -m habitto_server.serve, DEBUG=1, SQLite in a
 temporary STATE_DIR, in-memory channel layer, i.e. `make run`):
 
-  generator   the load generator's own capacity, against loadtests/stub_server.py
+  generator   the load generator's own capacity, against bench/stub_server.py
   throughput  closed-loop flood (each sender keeps a few messages awaiting their echo):
               delivered msgs/s from one server process; every message persisted
   latency     paced sweep: complete fan-out p50/p95/p99 against the offered rate (PNG plot)
@@ -18,7 +18,7 @@ temporary STATE_DIR, in-memory channel layer, i.e. `make run`):
               thread page times (sequential requests over one keep-alive connection)
 
 The benchmark servers allow 1,000 sends/s per user (CHAT_SEND_RATE) so that the per-user
-limit does not cap a flood, and tokens are issued directly (loadtests/mint_tokens.py)
+limit does not cap a flood, and tokens are issued directly (bench/mint_tokens.py)
 instead of logging in: a login costs a password hash. Results: <out>/bench.json, the
 per-run Locust reports, and fanout_latency.png. Nothing here asserts the targets.
 """
@@ -36,8 +36,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from . import accounts as account_store
-from .server import REPO_DIR, LocalServer, free_port, manage
+from habitto_server.processes import LocalServer, free_port, manage
+from loadtests import accounts as account_store
+
+REPO_DIR = Path(__file__).resolve().parents[1]
 
 MODES = {
     "quick": {
@@ -179,7 +181,7 @@ def provision(server, count, out, name):
     account_store.provision_local(count, account_store.new_prefix(), account_store.new_password(), plain,
                                   env=server.env)
     tokens = out / f"{name}_tokens.json"
-    subprocess.run([sys.executable, "-m", "loadtests.mint_tokens", "--accounts", str(plain), "--output", str(tokens)],
+    subprocess.run([sys.executable, "-m", "bench.mint_tokens", "--accounts", str(plain), "--output", str(tokens)],
                    env=server.env, cwd=REPO_DIR, check=True, timeout=600)
     return tokens
 
@@ -242,9 +244,8 @@ def percentiles(samples):
 def phase_generator(cfg, out):
     """Locust against the protocol stub: what one load-generator process can drive."""
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=f"{REPO_DIR / 'stack'}{os.pathsep}{REPO_DIR}")
-    stub = subprocess.Popen([sys.executable, "-m", "loadtests.stub_server", "--port", str(port)], env=env,
-                            cwd=REPO_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stub = subprocess.Popen([sys.executable, "-m", "bench.stub_server", "--port", str(port)], cwd=REPO_DIR,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.5)
         accounts = [{"id": i, "username": f"stub{i}", "password": "", "access": _unsigned_jwt(i)}
@@ -363,7 +364,7 @@ def phase_idle(cfg, out):
             rss0 = server.rss_bytes()
             log(f"idle: opening {count} inbox sockets (deflate={deflate})")
             holder = subprocess.Popen(
-                [sys.executable, "-m", "loadtests.idle", "--accounts", str(tokens), "--ws", server.ws_base,
+                [sys.executable, "-m", "bench.idle", "--accounts", str(tokens), "--ws", server.ws_base,
                  "--count", str(count), "--hold", "900"] + (["--deflate"] if deflate else []),
                 cwd=REPO_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             )
@@ -429,7 +430,7 @@ def phase_queries(cfg, out):
                                       env=server.env)
         log(f"queries: seeding {cfg['messages']} messages, {cfg['partners']} conversations for one user")
         seed_out = out / "queries_seed.json"
-        subprocess.run([sys.executable, "-m", "loadtests.bench_seed", "--users", str(users), "--messages",
+        subprocess.run([sys.executable, "-m", "bench.seed", "--users", str(users), "--messages",
                         str(cfg["messages"]), "--partners", str(cfg["partners"]), "--output", str(seed_out)],
                        env=server.env, cwd=REPO_DIR, check=True, timeout=1800)
         seed = json.loads(seed_out.read_text())
@@ -437,7 +438,7 @@ def phase_queries(cfg, out):
         tokens = out / "queries_tokens.json"
         first = out / "queries_first.json"
         account_store.save([a for a in json.loads(users.read_text()) if a["id"] == seed["user_id"]], first)
-        subprocess.run([sys.executable, "-m", "loadtests.mint_tokens", "--accounts", str(first), "--output",
+        subprocess.run([sys.executable, "-m", "bench.mint_tokens", "--accounts", str(first), "--output",
                         str(tokens)], env=server.env, cwd=REPO_DIR, check=True, timeout=300)
         token = json.loads(tokens.read_text())[0]["access"]
         db = server.state_dir / "db.sqlite3"

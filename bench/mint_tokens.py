@@ -1,6 +1,6 @@
 """Issue access tokens for provisioned accounts without logging in (benchmarks only).
 
-    STATE_DIR=... DEBUG=1 python -m loadtests.mint_tokens --accounts in.json --output out.json
+    STATE_DIR=... DEBUG=1 python -m bench.mint_tokens --accounts in.json --output out.json
 
 Runs with the *server's* settings (same STATE_DIR / SECRET_KEY / database) on the same
 machine, so it is for servers the benchmark started itself. Each login costs the server
@@ -12,9 +12,6 @@ import json
 import os
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stack"))
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

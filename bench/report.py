@@ -1,4 +1,4 @@
-"""Markdown tables from a `make bench` result: python -m loadtests.bench_report results/bench/full-sqlite/bench.json"""
+"""Markdown tables from a `make bench` result: python -m bench.report results/bench/full-sqlite/bench.json"""
 
 import json
 import sys
@@ -21,7 +21,7 @@ def render(report):
                f"Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
                + f"; open files limit {m['nofile_limit']}. Database: {report.get('database', 'sqlite')}.")
     if "generator" in report:
-        out.append("\n### Load generator capacity (Locust against loadtests/stub_server.py)\n")
+        out.append("\n### Load generator capacity (Locust against bench/stub_server.py)\n")
         out.append(table(
             ["fan-out", "offered/s", "delivered/s", "p50", "p95", "p99", "max", "send lag p99", "lost"],
             [["room + inbox" if r["inbox"] else "room only", ms(r["offered"]), ms(r["delivered_per_s"]),

@@ -1,6 +1,6 @@
 """Hold many idle authenticated inbox sockets open (the 10,000-socket benchmark).
 
-    python -m loadtests.idle --accounts tokens.json --ws ws://127.0.0.1:8000 --count 10000
+    python -m bench.idle --accounts tokens.json --ws ws://127.0.0.1:8000 --count 10000
 
 Opens one inbox socket per account (`access` tokens in the accounts file), `--concurrency`
 handshakes at a time, prints one JSON line when they are all open
@@ -17,11 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stack"))
+from websockets.asyncio.client import connect
 
-from websockets.asyncio.client import connect  # noqa: E402
-
-from habitto_client import inbox_url  # noqa: E402
+from habitto_client import inbox_url
 
 
 async def open_one(url, deflate, limiter, sockets, failures, timeout):

@@ -1,0 +1,100 @@
+"""Helpers of the tests that drive real servers (tests/e2e, tests/compose): accounts,
+frame checks and bounded waits around habitto_client's ChatSocket."""
+
+import json
+import time
+import uuid
+
+from habitto_client import Timeout
+
+from tests.support.live import http_json, manage
+
+PASSWORD = "E2e-test-Passw0rd!"
+ROOM_KEYS = {"id", "sender", "receiver", "content", "created_at", "edited_at", "is_read", "client_id"}
+INBOX_KEYS = {
+    "message_id", "sender", "receiver", "content", "created_at", "counterpart_id",
+    "counterpart_username", "counterpart_full_name", "counterpart_profile_picture",
+}
+
+
+def recv_until(sock, predicate, timeout=5):
+    """The first frame on a ChatSocket matching `predicate`, skipping others; Timeout at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Timeout(f"no matching frame within {timeout}s")
+        frame = sock.recv_json(left)
+        if predicate(frame):
+            return frame
+
+
+def drain(sock, quiet=0.2, limit=10):
+    """Every frame until `quiet` seconds pass with none (at most `limit` seconds)."""
+    frames, deadline = [], time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            frames.append(sock.recv_json(quiet))
+        except Timeout:
+            break
+    return frames
+
+
+def provision(env, count, prefix):
+    """Users through the real management command: [{"id", "username", "password"}]."""
+    return json.loads(manage(env, "create_loadtest_users", "--count", str(count), "--prefix", prefix,
+                             "--password", PASSWORD))
+
+
+def login(http_url, user):
+    status, body = http_json("POST", f"{http_url}/api/login/", {"username": user["username"], "password": PASSWORD})
+    assert status == 200, body
+    return body["data"]["access"]
+
+
+def marker(label=""):
+    """Unique message text, so frames can be matched even on a shared Redis."""
+    return f"{label} {uuid.uuid4().hex[:12]}".strip()
+
+
+def check_room_frame(frame, sender, receiver, content=None):
+    assert set(frame) == ROOM_KEYS, frame
+    assert (frame["sender"], frame["receiver"]) == (sender, receiver), frame
+    assert isinstance(frame["id"], int) and frame["created_at"].endswith("Z")
+    if content is not None:
+        assert frame["content"] == content
+    return frame
+
+
+def check_inbox_frame(frame, owner, sender, receiver, content=None):
+    assert set(frame) == INBOX_KEYS, frame
+    assert (frame["sender"], frame["receiver"]) == (sender, receiver), frame
+    assert frame["counterpart_id"] == (receiver if owner == sender else sender)
+    if content is not None:
+        assert frame["content"] == content
+    return frame
+
+
+def wait_for(check, timeout, interval=0.25, what="condition"):
+    """Poll `check()` until it returns a truthy value; AssertionError at the deadline."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
+
+
+def thread_ids(http_url, token, other_id):
+    """Every message id of the thread with `other_id`, over REST (all pages)."""
+    ids, url = [], f"{http_url}/api/messages/thread/?other_user_id={other_id}&page_size=100"
+    for _ in range(100):
+        status, body = http_json("GET", url, token=token)
+        assert status == 200, body
+        ids += [m["id"] for m in body["data"]["results"]]
+        url = body["data"]["next"]
+        if not url:
+            return ids
+    raise AssertionError("thread pagination did not end")
