@@ -95,7 +95,7 @@ def main(argv=None):
         log_config=None,
         access_log=os.environ.get("ACCESS_LOG", "1") != "0",
         proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        forwarded_allow_ips=settings.FORWARDED_ALLOW_IPS,
         timeout_keep_alive=30,
         timeout_graceful_shutdown=10,
         backlog=2048,
