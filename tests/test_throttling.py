@@ -212,3 +212,16 @@ def test_only_a_trusted_proxy_hop_names_the_client_address(tmp_path, redis_url):
             assert live_login(untrusting, alice, forwarded_for=f"198.51.100.{n}")[0] == 200
         status, body = live_login(untrusting, alice, forwarded_for="198.51.100.99")
         assert status == 429, body
+
+
+# --- settings ------------------------------------------------------------------------------
+
+def test_a_malformed_rate_refuses_to_start_and_redis_carries_the_counters(tmp_path):
+    from tests.test_settings import clean_env, run_python, setting
+
+    bad = run_python(clean_env(tmp_path, DEBUG="1", THROTTLE_LOGIN="lots"), "import django; django.setup()")
+    assert bad.returncode != 0 and "THROTTLE_LOGIN" in bad.stderr
+    env = clean_env(tmp_path, DEBUG="1", REDIS_URL="redis://127.0.0.1:6379/5", THROTTLE_LOGIN_FAILURES="5/30m")
+    assert "RedisCache" in setting(env, "settings.CACHES['default']['BACKEND']")
+    assert setting(env, "settings.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['login_failures']") == "'5/30m'"
+    assert setting(env, "settings.REST_FRAMEWORK['NUM_PROXIES']") == "0"
