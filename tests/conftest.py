@@ -60,6 +60,21 @@ def _fresh_realtime_state():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_throttles():
+    """Throttle counters live in the cache: each test starts with none (local memory
+    only; a Redis cache is never flushed from here)."""
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    from habitto_chat.api import throttling
+
+    if isinstance(caches["default"], LocMemCache):
+        caches["default"].clear()
+    throttling.reset()
+    yield
+
+
 @pytest.fixture
 def close_writer():
     """Close the group-commit writer thread's DB connection after a socket test."""

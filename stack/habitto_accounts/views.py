@@ -8,6 +8,7 @@ from rest_framework.filters import SearchFilter
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
 from habitto_chat.api.envelope import ok
@@ -18,6 +19,14 @@ from .models import Profile
 from .pagination import StrictPageNumberPagination
 from .permissions import IsSelf, RegistrationOrAuthenticated
 from .pictures import replace_picture
+from .throttling import (
+    AccountLockout,
+    LoginAddressThrottle,
+    RefreshAddressThrottle,
+    RegistrationAddressThrottle,
+    clear_login_failures,
+    record_login_failure,
+)
 
 User = get_user_model()
 PAGING = [OpenApiParameter("page", int), OpenApiParameter("page_size", int)]
@@ -46,11 +55,22 @@ class TokenView(GenericAPIView):
 class LoginView(TokenView):
     serializer_class = serializers.LoginSerializer
     success_message = "Logged in."
+    throttle_classes = [LoginAddressThrottle, AccountLockout]
+
+    def post(self, request):
+        try:
+            response = super().post(request)
+        except AuthenticationFailed:
+            record_login_failure(request)
+            raise
+        clear_login_failures(request)
+        return response
 
 
 class RefreshView(TokenView):
     serializer_class = serializers.RefreshSerializer
     success_message = "Token refreshed."
+    throttle_classes = [RefreshAddressThrottle]
 
 
 class LogoutView(GenericAPIView):
@@ -69,6 +89,7 @@ class UsersView(GenericAPIView):
     """GET: active users, public fields only. POST: registration (public)."""
 
     permission_classes = [RegistrationOrAuthenticated]
+    throttle_classes = [RegistrationAddressThrottle]  # POST only
     pagination_class = StrictPageNumberPagination
     filter_backends = [SearchFilter]
     search_fields = ["username", "first_name", "last_name"]

@@ -12,7 +12,8 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from habitto_chat.realtime.hub import lifespan  # noqa: E402
 from habitto_chat.realtime.routing import websocket_application  # noqa: E402
+from habitto_server.bodylimit import BodyLimitMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
-    {"http": django_asgi_app, "websocket": websocket_application, "lifespan": lifespan}
+    {"http": BodyLimitMiddleware(django_asgi_app), "websocket": websocket_application, "lifespan": lifespan}
 )

@@ -22,11 +22,19 @@ def free_port():
         return sock.getsockname()[1]
 
 
+# Every client of these servers (Locust, the benchmark, end-to-end tests) comes from one
+# address, 127.0.0.1: per-address login/registration/refresh limits would throttle them.
+# A test of the throttles passes its own values in `extra`.
+GENEROUS_THROTTLES = {"THROTTLE_LOGIN": "100000/m", "THROTTLE_REGISTER": "100000/m",
+                      "THROTTLE_REFRESH": "100000/m", "THROTTLE_LOGIN_FAILURES": "100000/m"}
+
+
 def server_env(state_dir, database_url=None, redis_url=None, **extra):
     """Environment for a server process: development mode, its own state folder."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(DEBUG="1", STATE_DIR=str(state_dir), PYTHONUNBUFFERED="1",
-               DJANGO_SETTINGS_MODULE=SETTINGS_MODULE, ACCESS_LOG="1")
+               DJANGO_SETTINGS_MODULE=SETTINGS_MODULE, ACCESS_LOG="1",
+               **GENEROUS_THROTTLES)
     if database_url:
         env["DATABASE_URL"] = database_url
     if redis_url:

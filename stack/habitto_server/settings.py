@@ -7,6 +7,7 @@ the production essentials (SECRET_KEY, ALLOWED_HOSTS) are given.
 """
 
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -252,11 +253,55 @@ HABITTO_CHAT = {
 # --- Accounts ----------------------------------------------------------------------
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 2 * 1024 * 1024, 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
-DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 1024 * 1024
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or STATE_DIR / "media")
 MEDIA_URL = "/media/"
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT") or STATE_DIR / "static")
+
+# --- HTTP edge: request bodies, throttling (README's settings table) -----------------
+# Every request body is refused with 413 once past its limit, before it is read whole
+# (habitto_server.bodylimit); only the routes that take a picture allow an upload's size,
+# plus room for the multipart framing and the other fields.
+MAX_BODY_BYTES = env_int("MAX_BODY_BYTES", 1024 * 1024, 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
+UPLOAD_BODY_BYTES = MAX_UPLOAD_BYTES + 64 * 1024
+BODY_LIMITS = {"/api/users/": UPLOAD_BODY_BYTES, "/api/profiles/me/picture/": UPLOAD_BODY_BYTES}
+
+
+def env_rate(name, default):
+    """A DRF throttle rate, "N/period" with an optional multiplier: 30/m, 10/15m, 20/h."""
+    raw = env_str(name) or default
+    if not re.fullmatch(r"\d+/\d*[smhd]", raw):
+        raise ImproperlyConfigured(f"{name} must be a rate like 30/m or 10/15m, got {raw!r}")
+    return raw
+
+
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+    "login": env_rate("THROTTLE_LOGIN", "30/m"),  # per client address
+    "login_failures": env_rate("THROTTLE_LOGIN_FAILURES", "10/15m"),  # per account, then locked
+    "register": env_rate("THROTTLE_REGISTER", "20/h"),  # per client address
+    "refresh": env_rate("THROTTLE_REFRESH", "120/m"),  # per client address
+}
+# The client address is REMOTE_ADDR, which uvicorn sets from X-Forwarded-For only when the
+# request comes from a proxy listed in FORWARDED_ALLOW_IPS (habitto_server/serve.py);
+# DRF must not read the header itself, or any client could pick its own address.
+REST_FRAMEWORK["NUM_PROXIES"] = 0
+# Proxies whose X-Forwarded-For/-Proto uvicorn believes ("*": any peer, only where nothing
+# but the proxy can reach the server). A trusted hop's header names the client address.
+FORWARDED_ALLOW_IPS = env_list("FORWARDED_ALLOW_IPS", ["127.0.0.1"])
+# Throttle counters: in Redis when REDIS_URL is set, so limits hold across processes
+# and ports (the database number in REDIS_URL applies); per process otherwise.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("REDIS_CACHE_PREFIX") or "habitto-chat",
+            "OPTIONS": {"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -288,7 +333,6 @@ if WS_IMPL not in WS_IMPLEMENTATIONS:
 # permessage-deflate costs memory per socket (docs/benchmarks.md).
 WS_PER_MESSAGE_DEFLATE = env_bool("WS_PER_MESSAGE_DEFLATE", False)
 ACCESS_LOG = env_bool("ACCESS_LOG", True)
-FORWARDED_ALLOW_IPS = env_str("FORWARDED_ALLOW_IPS") or "127.0.0.1"
 
 # The server process's garbage-collector policy (habitto_server/gcwatch.py); 0 disables it.
 GC_FREEZE_SECONDS = env_float("GC_FREEZE_SECONDS", 10.0)
@@ -317,5 +361,6 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         # While Redis is down the pub/sub layer logs a traceback every second.
         "channels_redis.pubsub": {"filters": ["once_per_minute"]},
+        "habitto_chat.throttling": {"filters": ["once_per_minute"]},
     },
 }

@@ -16,6 +16,7 @@ from .envelope import EnvelopeJSONRenderer, envelope_exception_handler, ok
 from .parsers import BoundedJSONParser
 from .pagination import cursor_param, cursor_payload, numbered_payload, page_params
 from .serializers import EditMessageInput, OtherUserInput, SendMessageInput
+from .throttling import SendThrottle
 
 PAGING = [
     OpenApiParameter("page", int),
@@ -41,6 +42,10 @@ class MessageViewSet(viewsets.ViewSet):
 
     def get_exception_handler(self):
         return envelope_exception_handler
+
+    def get_throttles(self):
+        # Sends spend the user's socket send budget; other calls are not throttled.
+        return [SendThrottle()] if self.action == "create" else []
 
     def _thread(self, request, other_id):
         query = request.query_params
