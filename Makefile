@@ -9,7 +9,7 @@ PORTS ?= 8000,8001
 PYTEST_ARGS ?=
 # The tests that use Django's test database run a second time on PostgreSQL.
 POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
-DB_TESTS := tests/test_accounts.py $(wildcard tests/test_chat_*.py)
+DB_TESTS := tests/test_accounts.py tests/test_import_legacy.py $(wildcard tests/test_chat_*.py)
 CURRENT_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python) $(shell command -v python3.12 2>/dev/null))
 CURRENT_VENV ?= .venv-django-current
 
