@@ -24,4 +24,6 @@ def taken(field, value, exclude_pk=None):
 def taken_errors(**values):
     """{field: [message]} for the values that are taken; {} if none is (then an
     IntegrityError had another cause)."""
-    return {field: [TAKEN_MESSAGES[field]] for field, value in values.items() if value and taken(field, value)}
+    return {
+        field: [TAKEN_MESSAGES[field]] for field, value in values.items() if value and taken(field, value)
+    }

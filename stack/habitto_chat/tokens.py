@@ -90,4 +90,5 @@ def revoke_access_token(token):
     )
     _, newly_revoked = BlacklistedToken.objects.get_or_create(token=outstanding)
     if newly_revoked:  # logging out twice closes nothing more
-        publish_on_commit([wire.session_revoked_event(token_user_id(token.payload), token[api_settings.JTI_CLAIM])])
+        event = wire.session_revoked_event(token_user_id(token.payload), token[api_settings.JTI_CLAIM])
+        publish_on_commit([event])

@@ -24,7 +24,8 @@ def _user_table(apps, schema_editor):
 
 def _duplicates(User, field):
     rows = User.objects.exclude(**{field: ""}).annotate(folded=Lower(field))
-    return list(rows.values("folded").annotate(n=Count("pk")).filter(n__gt=1).values_list("folded", flat=True))
+    clashes = rows.values("folded").annotate(n=Count("pk")).filter(n__gt=1)
+    return list(clashes.values_list("folded", flat=True))
 
 
 def create_indexes(apps, schema_editor):
