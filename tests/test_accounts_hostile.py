@@ -42,7 +42,7 @@ ODD_CLAIMS = {
     "user_id 2**63": {"user_id": 2**63},
     "user_id 2**70": {"user_id": 2**70},
     "user_id arabic digits": {"user_id": "١"},
-    "user_id '01'": {"user_id": " 1"},
+    "user_id ' 1'": {"user_id": " 1"},
     "exp far future": {"exp": 10**20},
     "exp huge float": {"exp": 1e300},
     "exp string": {"exp": "tomorrow"},

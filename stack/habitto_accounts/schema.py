@@ -7,7 +7,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import serializers
 
 from habitto_chat.conf import chat_setting
-from habitto_chat.conversations import MAX_ID
+from habitto_chat.parsing import MAX_ID
 
 ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 

@@ -11,7 +11,8 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
 from habitto_chat.api.envelope import ok
-from habitto_chat.conversations import MAX_ID, parse_id
+from habitto_chat.conversations import parse_id
+from habitto_chat.parsing import MAX_ID
 
 from . import serializers, tokens
 from .models import Profile

@@ -13,8 +13,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
-from . import wire
-from .conversations import MAX_ID
+from . import parsing, wire
 from .events import publish_on_commit
 
 __all__ = [
@@ -33,11 +32,14 @@ def token_user_id(payload):
     string, older versions (the shipped app's tokens) as an integer; anything else
     (missing, "abc", true, 1.0, a list, out of range) is a TokenError."""
     value = payload.get(api_settings.USER_ID_CLAIM)
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
-        value = int(value)
-    if type(value) is not int or not 0 < value <= MAX_ID:
-        raise TokenError("Token has no valid user id")
-    return value
+    try:
+        if isinstance(value, str):
+            return parsing.parse_int(value, 1, parsing.MAX_ID)
+        if type(value) is int:  # not bool, not float
+            return parsing.check_range(value, 1, parsing.MAX_ID)
+    except ValueError:
+        pass
+    raise TokenError("Token has no valid user id")
 
 
 class StrictClaimsMixin:
