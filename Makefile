@@ -11,7 +11,7 @@ PORTS ?= 8000,8001
 PYTEST_ARGS ?=
 # The tests that use Django's test database run a second time on PostgreSQL.
 POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
-DB_TESTS := tests/test_accounts.py tests/test_import_legacy.py $(wildcard tests/test_chat_*.py) tests/test_throttling.py tests/test_pictures.py tests/test_body_limits.py
+DB_TESTS := $(wildcard tests/test_accounts*.py) tests/test_import_legacy.py $(wildcard tests/test_chat_*.py) tests/test_throttling.py tests/test_pictures.py tests/test_body_limits.py
 CURRENT_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python) $(shell command -v python3.12 2>/dev/null))
 CURRENT_VENV ?= .venv-django-current
 

@@ -12,9 +12,15 @@ phone_validator = RegexValidator(
 
 
 class UserType(models.TextChoices):
-    TENANT = "tenant", "Tenant"
-    OWNER = "owner", "Owner"
-    AGENT = "agent", "Agent"
+    """Stored and answered in the shipped app's own words (it compares these strings)."""
+
+    TENANT = "inquilino", "Tenant"
+    OWNER = "propietario", "Owner"
+    AGENT = "agente", "Agent"
+
+
+# English names accepted on input (this server's earlier vocabulary); never answered.
+USER_TYPE_ALIASES = {"tenant": UserType.TENANT, "owner": UserType.OWNER, "agent": UserType.AGENT}
 
 
 class Profile(models.Model):

@@ -1,5 +1,5 @@
-"""Who may call what. There is no endpoint that takes another user's id for a write:
-every write targets the caller (`/me/`), and IsSelf checks that again on the object."""
+"""Who may call what. Writes target the caller: the `/me/` routes, and `profiles/<id>/`,
+whose view refuses anyone's but the caller's own profile (403)."""
 
 from rest_framework.permissions import BasePermission
 

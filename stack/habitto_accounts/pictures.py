@@ -13,6 +13,7 @@ import uuid
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
+from drf_spectacular.utils import extend_schema_field
 from PIL import Image, ImageOps
 from rest_framework import serializers
 
@@ -22,6 +23,7 @@ MAX_ANIMATION_PIXELS = 4_000_000  # all frames together, e.g. 16 frames of 500x5
 MAX_FRAMES = 100
 
 
+@extend_schema_field({"type": "string", "format": "binary"})  # a multipart file part
 class PictureField(serializers.ImageField):
     default_error_messages = {
         "too_large": "The picture is larger than {limit} bytes.",

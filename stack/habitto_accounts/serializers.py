@@ -1,17 +1,22 @@
-"""What goes in and out of the accounts API. Other users are only ever shown through
-PublicUserSerializer (no email, no phone); the caller's own data through MeSerializer."""
+"""What goes in and out of the accounts API. Other users are only ever shown with
+public fields (no email, no phone); the caller's own data adds them."""
+
+import re
+import unicodedata
 
 from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 
 from habitto_chat.users import display_name
 
 from . import tokens
-from .models import Profile, UserType, phone_validator
+from .models import USER_TYPE_ALIASES, Profile, UserType, phone_validator
 from .pictures import PictureField, replace_picture
+from .uniqueness import EMAIL_TAKEN, USERNAME_TAKEN, taken, taken_errors
 
 User = get_user_model()
 
@@ -38,6 +43,13 @@ class LoginSerializer(TokenObtainPairSerializer):
     token_class = tokens.RefreshToken
 
 
+class TokenPairSerializer(serializers.Serializer):
+    """What login and refresh answer (in the envelope)."""
+
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
 class RefreshSerializer(serializers.Serializer):
     """The app sends the token as both `refresh` and `refresh_token`; either will do."""
 
@@ -52,19 +64,55 @@ class RefreshSerializer(serializers.Serializer):
 
 
 class LogoutSerializer(serializers.Serializer):
-    refresh = serializers.CharField()
+    """The app sends `{}`; a client that also wants its refresh token blacklisted sends it."""
+
+    refresh = serializers.CharField(required=False, allow_blank=True)
 
 
 # --- Users -----------------------------------------------------------------------
 
 
-def _unique_email(value, exclude_pk=None):
+USERNAME_ALPHABET = re.compile(r"[A-Za-z0-9@.+\-_]+")
+
+
+class UsernameField(serializers.CharField):
+    """NFKC first (fullwidth `ａｌｉｃｅ` is `alice`; Django stores NFKC anyway), then a safe
+    alphabet: ASCII letters, digits and @ . + - _. Letters from other scripts are
+    refused outright, so no username can imitate another with look-alike letters
+    (Cyrillic `а` in `аlice`); names with accents belong in first and last name."""
+
+    default_error_messages = {
+        "alphabet": "Use only English letters, digits and @ . + - _ in a username "
+        "(letters from other alphabets can imitate other people's names)."
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=150, **kwargs)
+
+    def to_internal_value(self, data):
+        value = unicodedata.normalize("NFKC", super().to_internal_value(data))
+        if not USERNAME_ALPHABET.fullmatch(value):
+            self.fail("alphabet")
+        return value
+
+
+class UserTypeField(serializers.ChoiceField):
+    """The app's values (inquilino, propietario, agente); the English names are accepted
+    as aliases and stored in the app's words."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=UserType.choices, **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and data in USER_TYPE_ALIASES:
+            return USER_TYPE_ALIASES[data].value
+        return super().to_internal_value(data)
+
+
+def _email(value, exclude_pk=None):
     value = User.objects.normalize_email(value)
-    others = User.objects.filter(email__iexact=value)
-    if exclude_pk is not None:
-        others = others.exclude(pk=exclude_pk)
-    if others.exists():
-        raise serializers.ValidationError("A user with this email already exists.")
+    if taken("email", value, exclude_pk):
+        raise serializers.ValidationError(EMAIL_TAKEN)
     return value
 
 
@@ -88,12 +136,23 @@ class MeSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
         extra_kwargs = {"email": {"required": True, "allow_blank": False}}
 
     def validate_email(self, value):
-        return _unique_email(value, exclude_pk=self.instance.pk if self.instance else None)
+        return _email(value, exclude_pk=self.instance.pk if self.instance else None)
+
+    def update(self, instance, validated_data):
+        try:
+            with transaction.atomic():
+                return super().update(instance, validated_data)
+        except IntegrityError:  # a concurrent registration or change took the email first
+            errors = taken_errors(email=validated_data.get("email"))
+            if not errors:
+                raise
+            raise serializers.ValidationError(errors) from None
 
 
 class RegistrationSerializer(serializers.ModelSerializer):
+    username = UsernameField()
     password = serializers.CharField(write_only=True, max_length=256, trim_whitespace=False)
-    user_type = serializers.ChoiceField(choices=UserType.choices, required=False)
+    user_type = UserTypeField(required=False)
     phone = serializers.CharField(
         required=False, allow_blank=True, max_length=32, validators=[phone_validator]
     )
@@ -114,12 +173,12 @@ class RegistrationSerializer(serializers.ModelSerializer):
         extra_kwargs = {"email": {"required": True, "allow_blank": False}}
 
     def validate_username(self, value):
-        if User.objects.filter(username__iexact=value).exists():
-            raise serializers.ValidationError("A user with that username already exists.")
+        if taken("username", value):
+            raise serializers.ValidationError(USERNAME_TAKEN)
         return value
 
     def validate_email(self, value):
-        return _unique_email(value)
+        return _email(value)
 
     def validate(self, attrs):
         candidate = User(
@@ -147,27 +206,75 @@ class RegistrationSerializer(serializers.ModelSerializer):
                     profile.save()
                 if picture:
                     replace_picture(profile, picture)
-        except IntegrityError:  # a concurrent registration took the name first
-            raise serializers.ValidationError(
-                {"username": ["A user with that username already exists."]}
-            ) from None
+        except IntegrityError:
+            # A concurrent registration took the name or email between our check and our
+            # insert; the unique index refused it. Same answer as the check would give.
+            errors = taken_errors(username=validated_data["username"], email=validated_data["email"])
+            if not errors:
+                raise
+            raise serializers.ValidationError(errors) from None
         return user
 
 
 # --- Profiles --------------------------------------------------------------------
 
 
-class ProfileSerializer(serializers.ModelSerializer):
-    """Another user's profile as anyone logged in may see it."""
+def _viewer_id(serializer):
+    request = serializer.context.get("request")
+    user = getattr(request, "user", None)
+    return getattr(user, "pk", None)
 
-    user = PublicUserSerializer(read_only=True)
+
+class ProfileUserSerializer(PublicUserSerializer):
+    """The user inside a profile: what the app's User.fromJson reads. The email is only
+    shown to its owner (null for everyone else)."""
+
+    email = serializers.SerializerMethodField()
+
+    class Meta(PublicUserSerializer.Meta):
+        fields = PublicUserSerializer.Meta.fields + ["email", "date_joined"]
+        read_only_fields = fields
+
+    def get_email(self, user) -> str | None:
+        return user.email if user.pk == _viewer_id(self) else None
+
+
+class ProfileSerializer(serializers.ModelSerializer):
+    """A profile as the app's Profile.fromJson reads it, the same shape for everyone;
+    phone and the user's email are null except on the caller's own profile."""
+
+    user = ProfileUserSerializer(read_only=True)
+    phone = serializers.SerializerMethodField()
+    is_verified = serializers.SerializerMethodField()
+    favorites = serializers.SerializerMethodField()
     profile_picture_url = serializers.SerializerMethodField()
     profile_picture = serializers.SerializerMethodField()
 
     class Meta:
         model = Profile
-        fields = ["id", "user", "user_type", "profile_picture_url", "profile_picture"]
+        fields = [
+            "id",
+            "user",
+            "user_type",
+            "phone",
+            "is_verified",
+            "favorites",
+            "created_at",
+            "updated_at",
+            "profile_picture_url",
+            "profile_picture",
+        ]
         read_only_fields = fields
+
+    def get_phone(self, profile) -> str | None:
+        return profile.phone if profile.user_id == _viewer_id(self) else None
+
+    def get_is_verified(self, profile) -> bool:
+        return False  # this server does not verify identities (Habitto's backend does)
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+    def get_favorites(self, profile):
+        return []  # favourite properties live in Habitto's property backend
 
     def get_profile_picture_url(self, profile) -> str | None:
         path = profile.picture_path()
@@ -177,13 +284,28 @@ class ProfileSerializer(serializers.ModelSerializer):
     get_profile_picture = get_profile_picture_url  # the app reads either key
 
 
-class MyProfileSerializer(RejectUnknownFieldsMixin, ProfileSerializer):
-    """The caller's own profile: adds the phone; user_type and phone are writable."""
+class ProfileUpdateSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
+    """Changes to the caller's own profile, JSON or multipart: type, phone, picture.
+    Every write path (/me/, update_me, <id>, the picture uploads) goes through here."""
 
-    class Meta(ProfileSerializer.Meta):
-        fields = ProfileSerializer.Meta.fields + ["phone"]
-        read_only_fields = ["id", "user", "profile_picture_url", "profile_picture"]
+    user_type = UserTypeField(required=False)
+    profile_picture = PictureField(required=False, write_only=True)
+
+    class Meta:
+        model = Profile
+        fields = ["user_type", "phone", "profile_picture"]
+
+    def update(self, profile, validated_data):
+        picture = validated_data.pop("profile_picture", None)
+        with transaction.atomic():  # fields and picture, or nothing
+            super().update(profile, validated_data)
+            if picture:
+                replace_picture(profile, picture)
+        return profile
 
 
-class PictureUploadSerializer(serializers.Serializer):
-    profile_picture = PictureField()
+class PictureUploadSerializer(ProfileUpdateSerializer):
+    profile_picture = PictureField(write_only=True)
+
+    class Meta(ProfileUpdateSerializer.Meta):
+        fields = ["profile_picture"]
