@@ -24,18 +24,13 @@ from .conf import chat_setting
 from .events import publish_on_commit
 
 __all__ = [
-    "TokenError", "decode_access_token", "decode_socket_token", "expiry_leeway", "is_revoked",
-    "revoke_access_token", "socket_token_grace",
+    "TokenError", "decode_socket_token", "expiry_leeway", "is_revoked", "revoke_access_token",
+    "socket_token_grace",
 ]
 
 
 def _blacklist_installed():
     return apps.is_installed("rest_framework_simplejwt.token_blacklist")
-
-
-def decode_access_token(raw):
-    """Verify signature, expiry and type; raises TokenError."""
-    return AccessToken(raw)
 
 
 def socket_token_grace():
