@@ -113,7 +113,8 @@ def test_allowed_hosts_of_only_commas_is_missing(tmp_path):
     assert "ALLOWED_HOSTS is required" in result.stderr
 
 
-@pytest.mark.parametrize("name,value", [("DEBUG", "maybe"), ("ACCESS_TOKEN_MINUTES", "abc"), ("ACCESS_TOKEN_MINUTES", "0")])
+@pytest.mark.parametrize("name,value", [("DEBUG", "maybe"), ("ACCESS_TOKEN_MINUTES", "abc"), ("ACCESS_TOKEN_MINUTES", "0"),
+                                        ("CHAT_SOCKET_TOKEN_GRACE", "-1")])
 def test_malformed_values_refuse_to_start(tmp_path, name, value):
     """A malformed boolean or integer is an error naming the variable, not a silent default."""
     env = clean_env(tmp_path, **{"DEBUG": "1", name: value})
@@ -194,6 +195,17 @@ def test_content_limit_from_environment(tmp_path):
     expression = "settings.HABITTO_CHAT['MAX_CONTENT_LENGTH']"
     assert setting(clean_env(tmp_path, DEBUG="1"), expression) == "4000"
     assert setting(clean_env(tmp_path, DEBUG="1", CHAT_MAX_CONTENT_LENGTH="10"), expression) == "10"
+
+
+def test_token_lifetimes_and_socket_grace_from_environment(tmp_path):
+    """Access tokens last 60 minutes as the old backend's did; the legacy sockets' token
+    grace defaults to the refresh-token lifetime and can be set (seconds, 0 allowed)."""
+    access = "settings.SIMPLE_JWT['ACCESS_TOKEN_LIFETIME'].total_seconds()"
+    grace = "settings.HABITTO_CHAT['SOCKET_TOKEN_GRACE']"
+    assert setting(clean_env(tmp_path, DEBUG="1"), access) == "3600.0"
+    assert setting(clean_env(tmp_path, DEBUG="1"), grace) == str(7 * 86400)
+    assert setting(clean_env(tmp_path, DEBUG="1", REFRESH_TOKEN_DAYS="2"), grace) == str(2 * 86400)
+    assert setting(clean_env(tmp_path, DEBUG="1", CHAT_SOCKET_TOKEN_GRACE="0"), grace) == "0"
 
 
 # --- the development secret key ---------------------------------------------------------

@@ -11,6 +11,9 @@ DEFAULTS = {
     "MAX_SOCKETS_PER_USER": 20,  # per process
     "OUTBOX_FRAMES": 1000,  # frames queued for one slow socket before it is closed
     "SENDS_IN_FLIGHT": 32,  # sends of one socket waiting for their batch before it stops reading
+    # Seconds past its expiry that a legacy socket's access token is still honoured
+    # (docs/protocol.md); None: simplejwt's REFRESH_TOKEN_LIFETIME.
+    "SOCKET_TOKEN_GRACE": None,
     "ALLOWED_ORIGINS": [],  # browser origins allowed to open sockets
     "USER_CARDS": "habitto_chat.users.default_user_cards",  # display name + picture hook
     "REDIS_URL": "",  # checked by /readyz when set

@@ -136,8 +136,13 @@ SESSION_EVENTS = ("session.revoked", "user.deactivated")
 
 
 def room_frame(event):
-    """What a legacy room socket receives: the message object itself."""
-    return event["message"]
+    """What a legacy room socket receives: the message object plus the old backend's
+    room keys, `room_id`/`roomId` ("<low>-<high>", a string as the seed sent it) and
+    `createdAt` (= created_at). The same for every socket of the room."""
+    message = event["message"]
+    low, high = event["pair"]
+    room_id = f"{low}-{high}"
+    return {**message, "room_id": room_id, "roomId": room_id, "createdAt": message["created_at"]}
 
 
 def inbox_frame(event, owner_id, base_url):
@@ -147,6 +152,7 @@ def inbox_frame(event, owner_id, base_url):
     counterpart = event["cards"][str(counterpart_id)]
     return {
         "message_id": message["id"],
+        "id": message["id"],  # the app reads `message_id ?? id`
         "sender": message["sender"],
         "receiver": message["receiver"],
         "content": message["content"],

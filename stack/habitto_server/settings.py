@@ -206,9 +206,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "habitto_accounts.passwords.VisibleCharactersValidator"},
 ]
 
+# 60 minutes as the old backend issued: the shipped app holds on to its access token.
+ACCESS_TOKEN_MINUTES = env_int("ACCESS_TOKEN_MINUTES", 60, 1)
+REFRESH_TOKEN_DAYS = env_int("REFRESH_TOKEN_DAYS", 7, 1)
 SIMPLE_JWT = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("ACCESS_TOKEN_MINUTES", 30, 1)),
-    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("REFRESH_TOKEN_DAYS", 7, 1)),
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=ACCESS_TOKEN_MINUTES),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=REFRESH_TOKEN_DAYS),
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
@@ -244,6 +247,8 @@ HABITTO_CHAT = {
     "SEND_RATE_PER_SECOND": env_float("CHAT_SEND_RATE", 20.0, 0.01),
     "SEND_BURST": env_int("CHAT_SEND_BURST", 40, 1),
     "MAX_SOCKETS_PER_USER": env_int("CHAT_MAX_SOCKETS_PER_USER", 20, 1),
+    # Seconds a legacy socket's token is honoured past its expiry (docs/protocol.md).
+    "SOCKET_TOKEN_GRACE": env_int("CHAT_SOCKET_TOKEN_GRACE", REFRESH_TOKEN_DAYS * 86400),
     "ALLOWED_ORIGINS": ALLOWED_ORIGINS,
     "USER_CARDS": "habitto_accounts.cards.user_cards",
     "REDIS_URL": REDIS_URL,

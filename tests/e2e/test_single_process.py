@@ -9,18 +9,21 @@ import jwt
 import pytest
 
 from habitto_client import ChatSocket, inbox_url, room_url
-from tests.support.chat import PASSWORD, check_inbox_frame, check_room_frame, drain, login, marker, provision
+from tests.support.chat import (
+    PASSWORD, check_inbox_frame, check_room_frame, drain, login, marker, message_of, provision,
+)
 from tests.support.live import LiveServer, free_port, http_json, manage, server_env
 
 pytestmark = pytest.mark.e2e
 
 SIGNING_KEY = "e2e-signing-key-" + uuid.uuid4().hex  # lets the test mint short-lived tokens
+GRACE = 3  # seconds a legacy socket's token is honoured past its expiry (CHAT_SOCKET_TOKEN_GRACE)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     state = tmp_path_factory.mktemp("e2e-single")
-    env = server_env(state, JWT_SIGNING_KEY=SIGNING_KEY)
+    env = server_env(state, JWT_SIGNING_KEY=SIGNING_KEY, CHAT_SOCKET_TOKEN_GRACE=GRACE)
     manage(env, "migrate", "--noinput")
     users = provision(env, 4, "single")
     live = LiveServer(env, [free_port(), free_port()], state / "server.log")
@@ -67,8 +70,8 @@ def test_room_and_inbox_flow_across_both_ports(server):
                                      {"receiver": a["id"], "content": text}, token=tb)
             assert status == 201, body
             message = body["data"]
-            assert check_room_frame(room_a.recv_json(), b["id"], a["id"], text) == message
-            assert room_b.recv_json() == message
+            assert message_of(check_room_frame(room_a.recv_json(), b["id"], a["id"], text)) == message
+            assert message_of(room_b.recv_json()) == message
             check_inbox_frame(inbox_a.recv_json(), a["id"], b["id"], a["id"], text)
             check_inbox_frame(inbox_b.recv_json(), b["id"], b["id"], a["id"], text)
 
@@ -121,20 +124,47 @@ def test_refusals_carry_their_close_codes(server):
             sock.close()
 
 
-def test_token_expiry_closes_the_socket(server):
-    """A socket opened with a token that expires in 2 s is closed with 4401 at expiry."""
+def test_token_expiry_legacy_grace_and_protocol_2(server):
+    """A token expiring in 1 s: the legacy room socket works past its expiry and closes
+    with 4401 when the grace ends; the protocol-2 socket closes at the expiry itself."""
     a, b = server.users[:2]
-    token = short_token(a["id"], 2)
-    sock = open_socket(room_url(server.ws_url(server.ports[0]), a["id"], b["id"], token))
+    started = time.monotonic()  # before minting: the token's deadlines come after started + 1 s, + GRACE
+    token = short_token(a["id"], 1)
+    url = room_url(server.ws_url(server.ports[0]), a["id"], b["id"], token)
+    legacy, strict = open_socket(url), open_socket(url + "&protocol=2")
     try:
-        text = marker("before expiry")
+        assert strict.wait_closed(3) == 4401
+        time.sleep(max(0.0, started + 1.5 - time.monotonic()))  # past the token's expiry
+        text = marker("after expiry, within the grace")
+        legacy.send_json({"sender": a["id"], "receiver": b["id"], "content": text})
+        check_room_frame(legacy.recv_json(), a["id"], b["id"], text)
+        assert legacy.wait_closed(GRACE + 3) == 4401
+        assert time.monotonic() - started >= GRACE
+    finally:
+        legacy.close()
+        strict.close()
+
+
+def test_socket_opened_with_a_recently_expired_token(server):
+    """The app's stored token expired a moment ago: the legacy socket opens and works;
+    protocol 2 refuses it; beyond the grace both refuse."""
+    a, b = server.users[:2]
+    expired = short_token(a["id"], -1)
+    url = room_url(server.ws_url(server.ports[0]), a["id"], b["id"], expired)
+    sock = open_socket(url)
+    try:
+        text = marker("opened expired")
         sock.send_json({"sender": a["id"], "receiver": b["id"], "content": text})
         check_room_frame(sock.recv_json(), a["id"], b["id"], text)
-        started = time.monotonic()
-        assert sock.wait_closed(6) == 4401
-        assert time.monotonic() - started < 4
     finally:
         sock.close()
+    stale = room_url(server.ws_url(server.ports[0]), a["id"], b["id"], short_token(a["id"], -GRACE - 2))
+    for refused in (url + "&protocol=2", stale):
+        sock = open_socket(refused)
+        try:
+            assert sock.wait_closed(3) == 4401
+        finally:
+            sock.close()
 
 
 def test_bad_input_over_the_real_server(server):

@@ -10,6 +10,7 @@ from tests.support.chat import (
     drain,
     login,
     marker,
+    message_of,
     provision,
     recv_until,
     wait_for,
@@ -57,7 +58,7 @@ def test_http_post_on_one_process_reaches_sockets_on_the_other(two_servers):
         message = body["data"]
         same = lambda frame: frame.get("content") == text  # noqa: E731 (a shared Redis may carry others' events)
         for sock in (room_a2, room_b2, room_a1):
-            assert check_room_frame(recv_until(sock, same, 5), a["id"], b["id"], text) == message
+            assert message_of(check_room_frame(recv_until(sock, same, 5), a["id"], b["id"], text)) == message
         check_inbox_frame(recv_until(inbox_a2, same, 5), a["id"], a["id"], b["id"], text)
         for sock in (inbox_b2, inbox_b1):
             frame = check_inbox_frame(recv_until(sock, same, 5), b["id"], a["id"], b["id"], text)

@@ -10,9 +10,10 @@ from habitto_client import Timeout
 from tests.support.live import http_json, manage
 
 PASSWORD = "E2e-test-Passw0rd!"
-ROOM_KEYS = {"id", "sender", "receiver", "content", "created_at", "edited_at", "is_read", "client_id"}
+MESSAGE_KEYS = {"id", "sender", "receiver", "content", "created_at", "edited_at", "is_read", "client_id"}
+ROOM_KEYS = MESSAGE_KEYS | {"room_id", "roomId", "createdAt"}  # the old backend's room keys
 INBOX_KEYS = {
-    "message_id", "sender", "receiver", "content", "created_at", "counterpart_id",
+    "message_id", "id", "sender", "receiver", "content", "created_at", "counterpart_id",
     "counterpart_username", "counterpart_full_name", "counterpart_profile_picture",
 }
 
@@ -61,6 +62,8 @@ def check_room_frame(frame, sender, receiver, content=None):
     assert set(frame) == ROOM_KEYS, frame
     assert (frame["sender"], frame["receiver"]) == (sender, receiver), frame
     assert isinstance(frame["id"], int) and frame["created_at"].endswith("Z")
+    assert frame["room_id"] == frame["roomId"] == "%d-%d" % tuple(sorted((sender, receiver)))
+    assert frame["createdAt"] == frame["created_at"]
     if content is not None:
         assert frame["content"] == content
     return frame
@@ -69,10 +72,16 @@ def check_room_frame(frame, sender, receiver, content=None):
 def check_inbox_frame(frame, owner, sender, receiver, content=None):
     assert set(frame) == INBOX_KEYS, frame
     assert (frame["sender"], frame["receiver"]) == (sender, receiver), frame
+    assert frame["id"] == frame["message_id"]
     assert frame["counterpart_id"] == (receiver if owner == sender else sender)
     if content is not None:
         assert frame["content"] == content
     return frame
+
+
+def message_of(room_frame):
+    """The message object inside a legacy room frame (what REST returns for it)."""
+    return {key: room_frame[key] for key in MESSAGE_KEYS}
 
 
 def wait_for(check, timeout, interval=0.25, what="condition"):

@@ -2,6 +2,10 @@
 handshake and leaves the result in the scope (`user_id`, `token_exp`, `token_jti`,
 `auth_failure`).
 
+A token up to the legacy grace past its expiry passes here (tokens.decode_socket_token);
+the consumer holds each socket to its own deadline from `token_exp` (protocol 2: the
+expiry itself), since only it knows which protocol the socket speaks.
+
 The token may come from `?token=` (the shipped app), `Authorization: Bearer`, or the
 subprotocol pair `access_token, <jwt>` (browsers, which cannot set headers). Refusal
 happens in the consumer, after accept, so the client sees close code 4401.
@@ -14,7 +18,7 @@ from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from rest_framework_simplejwt.settings import api_settings
 
-from ..tokens import TokenError, decode_access_token, is_revoked
+from ..tokens import TokenError, decode_socket_token, is_revoked, token_user_id
 from .hub import hub
 
 SUBPROTOCOL = "access_token"
@@ -43,14 +47,10 @@ def authenticate(raw):
     if not raw:
         return None, None, "missing token"
     try:
-        token = decode_access_token(raw)
+        token = decode_socket_token(raw)
     except TokenError:
         return None, None, "invalid or expired token"
-    user_id = token.get(api_settings.USER_ID_CLAIM)
-    if isinstance(user_id, str) and user_id.isdigit():
-        user_id = int(user_id)  # simplejwt >= 5.5 writes the id as a string
-    if not isinstance(user_id, int) or isinstance(user_id, bool):
-        return None, None, "invalid token"
+    user_id = token_user_id(token.payload)  # the claims' shape was checked in decoding
     if is_revoked(token):
         return None, None, "revoked token"
     User = get_user_model()

@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections import deque
+from datetime import timedelta
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
@@ -25,6 +26,7 @@ from .. import sends, wire
 from ..actions import do_open_conversation
 from ..conf import chat_setting
 from ..errors import ChatError, NotFound
+from ..tokens import expiry_leeway, socket_token_grace
 from .auth import origin_allowed
 from .batcher import batcher
 from .hub import hub
@@ -48,7 +50,11 @@ class Refused(Exception):
 
 
 class ChatSocket(AsyncWebsocketConsumer):
-    """What room and inbox sockets share: auth, origin, registration, outbox, expiry."""
+    """What room and inbox sockets share: auth, origin, registration, outbox, expiry.
+
+    A socket lives until its token's deadline (`_token_deadline`: legacy sockets get
+    the grace of tokens.socket_token_grace), a logout revoking that token, or its user's
+    deactivation; each closes it with 4401."""
 
     # Events come from the hub, not from a channel-layer channel per socket.
     channel_layer_alias = None
@@ -75,6 +81,8 @@ class ChatSocket(AsyncWebsocketConsumer):
         try:
             if self.scope.get("auth_failure"):
                 raise Refused(UNAUTHENTICATED, self.scope["auth_failure"])
+            if time.time() >= self._token_deadline():
+                raise Refused(UNAUTHENTICATED, "token expired")
             if not origin_allowed(self.scope, chat_setting("ALLOWED_ORIGINS")):
                 raise Refused(FORBIDDEN, "origin not allowed")
             self.user_id = self.scope["user_id"]
@@ -91,8 +99,21 @@ class ChatSocket(AsyncWebsocketConsumer):
         self._accepted = True
         if self._outbox and self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._drain())
-        remaining = self.scope["token_exp"] - time.time()
+        remaining = self._token_deadline() - time.time()
         self._expiry = asyncio.get_running_loop().call_later(max(remaining, 0), self._token_expired)
+
+    @property
+    def legacy(self):
+        """Whether this socket gets the token grace: every socket the shipped app opens
+        does (it never refreshes a socket's token); protocol 2 does not (its clients
+        refresh and reconnect). A consumer may declare it with a class attribute."""
+        return not self.v2
+
+    def _token_deadline(self):
+        """When this socket's token stops being honoured (epoch seconds): its expiry
+        plus simplejwt's leeway, plus the grace for a legacy socket."""
+        allowed = expiry_leeway() + (socket_token_grace() if self.legacy else timedelta(0))
+        return self.scope["token_exp"] + allowed.total_seconds()
 
     async def authorize(self):
         """Raise Refused unless this user may open this socket."""
