@@ -456,3 +456,17 @@ def test_management_command_refuses_bad_input_clearly(make_user, arguments, erro
     with pytest.raises(CommandError, match=error):
         call_command("publish_notification", *arguments)
     assert not Notification.objects.exists()
+
+
+@socket_tests
+async def test_binary_and_oversized_frames_get_the_old_error_shape(ws, settings, make_user, token_for):
+    settings.HABITTO_CHAT = {**settings.HABITTO_CHAT, "MAX_FRAME_BYTES": 64}
+    alice = await database_sync_to_async(make_user)("alice")
+    socket = await tenant_socket(ws, alice, token_for(alice))
+    await socket.send_to(bytes_data=b"\x00\x01")
+    await socket.send_to(text_data=json.dumps({"type": "ping", "pad": "x" * 100}))
+    for _ in range(2):
+        frame = await socket.receive_json_from(WAIT)
+        assert set(frame) == {"type", "message"} and frame["type"] == "error" and frame["message"]
+    await socket.send_json_to({"type": "ping"})
+    assert (await socket.receive_json_from(WAIT))["type"] == "pong"
