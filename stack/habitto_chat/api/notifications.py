@@ -36,7 +36,7 @@ class NotificationViewSet(ChatViewSet):
         )
         return numbered_payload(request, page, page_no)
 
-    @extend_schema(parameters=LISTING)
+    @extend_schema(operation_id="notifications_list", parameters=LISTING)
     def list(self, request):
         """The caller's notifications, newest first; `count` also at the envelope's top
         level, where the app's badge (`?is_read=false`) reads it."""
