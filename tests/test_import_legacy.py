@@ -10,7 +10,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import jwt
 import pytest
-from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.core.management import call_command
@@ -19,7 +18,8 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.settings import api_settings
 
 from habitto_chat import actions, queries
-from habitto_chat.models import Conversation, Message, Participant
+from habitto_chat.actions import do_publish_notification
+from habitto_chat.models import Conversation, Message, Notification, Participant
 from tests.support import services
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -288,19 +288,26 @@ def test_an_imported_user_logs_in_with_the_old_password_and_old_tokens_stay_vali
     assert APIClient(HTTP_AUTHORIZATION=f"Bearer {forged}").get("/api/users/me/").status_code == 401
 
 
-def test_old_notifications_go_to_their_own_user_or_the_step_says_why_not(legacy_url):
-    output = run_import(legacy_url)
-    try:
-        Notification = apps.get_model("habitto_chat", "Notification")
-    except LookupError:
-        assert "notifications: SKIPPED: habitto_chat.Notification does not exist" in output
-        assert "3 old notifications were not imported" in output
-        return
+def test_old_notifications_go_to_their_own_user_ids_kept_once(legacy_url, client_for):
+    assert counts(run_import(legacy_url), "notifications") == {"read": 3, "created": 3, "updated": 0}
     mine = Notification.objects.filter(recipient_id=1)
-    assert sorted(mine.values_list("id", "is_read")) == [(7, False), (8, True)]
+    assert sorted(mine.values_list("id", "is_read", "message")) == [
+        (7, False, "Match aceptado con bob."), (8, True, "bob indicó interés.")
+    ]  # fmt: skip
     assert list(Notification.objects.filter(recipient_id=2).values_list("id", flat=True)) == [9]
-    run_import(legacy_url)
-    assert Notification.objects.filter(id__in=[7, 8, 9]).count() == 3
+    assert list(Notification.objects.values_list("kind", "title", "data").distinct()) == [("general", "", {})]
+    assert counts(run_import(legacy_url), "notifications") == {"read": 3, "created": 0, "updated": 0}
+    assert Notification.objects.count() == 3
+
+    # The app reads them as its own: user 1 sees 7 and 8 (the badge: 7), never 9.
+    user_1 = get_user_model().objects.get(pk=1)
+    body = client_for(user_1).get("/api/notifications/", {"is_read": "false"}).json()
+    assert body["count"] == 1 and [item["id"] for item in body["data"]["results"]] == [7]
+    assert body["data"]["results"][0]["title"] is None and body["data"]["results"][0]["message"] == "Match aceptado con bob."
+    refused = client_for(user_1).post("/api/notifications/9/mark_as_read/", {}, format="json")
+    assert refused.status_code == 404
+    # New notifications get ids past the imported ones (the sequence moved on).
+    assert do_publish_notification(1, "general", "nueva").id > 9
 
 
 def test_a_username_taken_by_another_user_here_stops_the_import(legacy_url, make_user):

@@ -4,11 +4,13 @@ Each one validates, writes inside a transaction and publishes its realtime event
 after that transaction commits (events.publish_on_commit), so REST, sockets and
 server-side code produce the same events, and nothing is announced that could still
 roll back. `do_send_messages` is the batch form the sockets use for group commit.
+Notifications (docs/notifications.md): do_publish_notification, do_mark_notification_read.
 """
 
 from collections import defaultdict
 from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -16,7 +18,8 @@ from . import wire
 from .conversations import check_counterpart, get_or_create_conversation, participant
 from .errors import NotFound
 from .events import publish_on_commit
-from .models import Conversation, Message, Participant
+from .models import Conversation, Message, Notification, Participant
+from .notifications import validate_notification
 from .sends import SendRequest, validate_client_id, validate_content
 from .users import UserCard, user_cards
 
@@ -250,3 +253,36 @@ def do_clear_conversation(user_id, other_id):
         side.save(update_fields=["cleared_before_id", "last_read_id", "unread_count", "visible_count"])
         publish_on_commit([wire.conversation_cleared_event(user_id, other_id, cleared)])
     return cleared
+
+
+def do_publish_notification(recipient_id, kind, message, *, title="", data=None):
+    """Store a notification for one user and, once committed, deliver it to every socket of
+    theirs on any process (the notification socket of its kind, protocol-2 inboxes).
+    Inside a caller's transaction it is delivered when that transaction commits."""
+    request = validate_notification(recipient_id, kind, message, title=title, data=data)
+    if not get_user_model()._default_manager.filter(pk=request.recipient_id).exists():
+        raise NotFound("No such user.", code="unknown_user")
+    with transaction.atomic():
+        notification = Notification.objects.create(
+            recipient_id=request.recipient_id,
+            kind=request.kind,
+            title=request.title,
+            message=request.message,
+            data=request.data,
+        )
+        publish_on_commit(
+            [wire.notification_created_event(wire.notification_dict(notification), request.recipient_id)]
+        )
+    return notification
+
+
+def do_mark_notification_read(user_id, notification_id):
+    """Only the recipient marks a notification read (anyone else's is NotFound); idempotent.
+    Returns the notification as the REST API shows it."""
+    notification = Notification.objects.filter(pk=notification_id, recipient_id=user_id).first()
+    if notification is None:
+        raise NotFound("No such notification.", code="unknown_notification")
+    if not notification.is_read:
+        Notification.objects.filter(pk=notification.pk).update(is_read=True)
+        notification.is_read = True
+    return wire.notification_dict(notification)

@@ -22,10 +22,8 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from psycopg.rows import dict_row
 
-from .models import Conversation, Message, Participant
+from .models import Conversation, Message, Notification, Participant
 
-# Where the notification model lives once it exists; the step is skipped until then.
-NOTIFICATION_MODEL = "habitto_chat.Notification"
 # The old table has no kind: every old notification was a plain text one.
 LEGACY_NOTIFICATION_KIND = "general"
 # The app's user_type values (the old backend's) and their English aliases.
@@ -48,7 +46,6 @@ class LegacyImportError(Exception):
 class StepSummary:
     name: str
     counts: Counter = field(default_factory=Counter)
-    skipped_reason: str = ""
 
 
 class LegacySource:
@@ -94,7 +91,7 @@ def run_import(source, steps=STEPS, dry_run=False):
     # picks up from there.
     summaries = [_STEP_FUNCTIONS[step](source) for step in steps]
     # Explicit ids do not advance PostgreSQL sequences: the next new row would collide.
-    _reset_sequences([model for model in (get_user_model(), Message, _notification_model()) if model is not None])
+    _reset_sequences([get_user_model(), Message, Notification])
     return summaries
 
 
@@ -411,25 +408,9 @@ SELECT id, user_id, message, is_read, created_at FROM notification_notification 
 """
 
 
-def _notification_model():
-    try:
-        return apps.get_model(NOTIFICATION_MODEL)
-    except LookupError:
-        return None
-
-
 def import_notifications(source):
     """notification_notification rows by id, each to its own user only."""
     summary = StepSummary("notifications")
-    Notification = _notification_model()
-    if Notification is None:
-        waiting = source.scalar("SELECT count(*) AS n FROM notification_notification")
-        summary.skipped_reason = (
-            f"{NOTIFICATION_MODEL} does not exist in this project yet: "
-            f"{waiting} old notifications were not imported (run the step again once it does)"
-        )
-        summary.counts["not_imported"] = waiting
-        return summary
     User = get_user_model()
     for rows in source.batches("notifications", NOTIFICATIONS_SQL):
         with transaction.atomic():
@@ -454,9 +435,12 @@ def import_notifications(source):
                 elif _assign_changes(notification, values):
                     changed.append(notification)
             Notification.objects.bulk_create(new)
-            Notification.objects.bulk_update(changed, ["message", "is_read", "created_at"])
+            Notification.objects.bulk_update(changed, NOTIFICATION_IMPORTED_FIELDS)
             summary.counts.update(read=len(rows), created=len(new), updated=len(changed))
     return summary
+
+
+NOTIFICATION_IMPORTED_FIELDS = ["kind", "title", "message", "data", "is_read", "created_at"]
 
 
 def notification_values(row):

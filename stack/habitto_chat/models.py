@@ -94,3 +94,31 @@ class Message(models.Model):
 
     def __str__(self):
         return f"message {self.id} {self.sender_id}->{self.receiver_id}"
+
+
+class Notification(models.Model):
+    """One notification for one user (docs/notifications.md): marketplace events the host
+    backend publishes through actions.do_publish_notification. `data` carries the
+    kind's fields for the notification sockets' frames (wire.NOTIFICATION_FRAME_FIELDS)."""
+
+    id = models.BigAutoField(primary_key=True)
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    kind = models.CharField(max_length=50)
+    title = models.CharField(max_length=200, blank=True)
+    message = models.TextField()
+    data = models.JSONField(default=dict, blank=True)
+    is_read = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            # the notifications page: a user's notifications, newest first
+            models.Index(F("recipient"), F("id").desc(), name="chat_notification_recent"),
+            # the badge (unread count) and the ?is_read= filter, newest first
+            models.Index(F("recipient"), F("is_read"), F("id").desc(), name="chat_notification_unread"),
+        ]
+
+    def __str__(self):
+        return f"notification {self.id} for {self.recipient_id}: {self.kind}"

@@ -6,11 +6,11 @@ messages (tests/test_chat_queries.py counts them), and every ordering is by id.
 
 from dataclasses import dataclass
 
-from django.db.models import F, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 
 from . import wire
 from .errors import NotFound
-from .models import Message, Participant
+from .models import Message, Notification, Participant
 from .users import user_cards
 
 
@@ -121,3 +121,25 @@ def visible_message(user_id, message_id):
 
 def unread_total(user_id):
     return Participant.objects.filter(user_id=user_id).aggregate(total=Sum("unread_count"))["total"] or 0
+
+
+def notification_page(user_id, *, is_read=None, offset=0, limit=50):
+    """The caller's notifications, newest first, optionally only read or unread (2 queries,
+    both on the (recipient, is_read, -id) or (recipient, -id) index)."""
+    notifications = Notification.objects.filter(recipient_id=user_id)
+    if is_read is not None:
+        notifications = notifications.filter(is_read=is_read)
+    count = notifications.count()
+    rows = list(notifications.order_by("-id")[offset : offset + limit]) if offset < count else []
+    return Page([wire.notification_dict(n) for n in rows], count, offset + limit < count)
+
+
+def unread_notifications_by_kind(user_id):
+    """{kind: unread count} of the caller's notifications (1 query)."""
+    rows = (
+        Notification.objects.filter(recipient_id=user_id, is_read=False)
+        .values_list("kind")
+        .annotate(unread=Count("id"))
+        .order_by("kind")
+    )
+    return dict(rows)

@@ -132,6 +132,33 @@ def user_deactivated_event(user_id):
 SESSION_EVENTS = ("session.revoked", "user.deactivated")
 
 
+# --- notifications -------------------------------------------------------------------
+
+
+def notification_dict(notification):
+    """A notification in a REST page (and in protocol 2's notification event). An empty
+    title is null: the app then shows its own localized default title."""
+    return {
+        "id": notification.id,
+        "kind": notification.kind,
+        "title": notification.title or None,
+        "message": notification.message,
+        "data": notification.data,
+        "is_read": notification.is_read,
+        "created_at": iso(notification.created_at),
+    }
+
+
+def notification_created_event(notification_payload, recipient_id):
+    """Private to its recipient, on every socket of theirs on every process."""
+    return {
+        "type": "notification.created",
+        "recipients": [recipient_id],
+        "pair": None,
+        "notification": notification_payload,
+    }
+
+
 # --- frames for the legacy sockets ---------------------------------------------------
 
 
@@ -168,6 +195,63 @@ def error_frame(code, text):
     return {"error": text, "code": code}
 
 
+# --- frames for the notification sockets (the old backend's shapes) --------------------
+# /ws/property-notifications/<id>/ carried property_like, match_accepted and "general"
+# frames (any other kind); /ws/tenant-notifications/<id>/ only match_accepted_by_owner
+# (habitto_bk message/notification_consumers.py). Each known kind's frame lists its
+# fields at the top level, taken from the notification's `data`.
+
+NOTIFICATION_FRAME_FIELDS = {
+    "property_like": ("property_id", "property_title", "interested_user"),
+    "match_accepted": (
+        "property_id", "property_title", "property_address", "owner_contact", "match_status", "next_steps",
+    ),
+    "match_accepted_by_owner": (
+        "property_id", "property_title", "property_address", "owner_name", "owner_contact", "match_score",
+        "next_steps",
+    ),
+}  # fmt: skip
+TENANT_KINDS = frozenset({"match_accepted_by_owner"})
+PROPERTY_AUDIENCE, TENANT_AUDIENCE = "property", "tenant"
+# Keys a frame sets itself, or that the app reads in their place (`event` for `type`,
+# `id` for `notification_id`): a notification's data may not use them.
+NOTIFICATION_RESERVED_KEYS = frozenset({"type", "event", "timestamp", "notification_id", "id"})
+LEGACY_INVALID_JSON = "JSON inválido"  # the old consumers' words
+
+
+def notification_audience(kind):
+    return TENANT_AUDIENCE if kind in TENANT_KINDS else PROPERTY_AUDIENCE
+
+
+def notification_frame(event):
+    """The old frame of a notification: a known kind's fields (then any other data keys,
+    e.g. pending_requests_count, which the app reads) at the top level; any other kind
+    is a general frame with its data nested."""
+    notification = event["notification"]
+    kind, data = notification["kind"], notification["data"]
+    frame = {"type": kind}
+    if kind in NOTIFICATION_FRAME_FIELDS:
+        frame.update(data)
+    else:
+        frame.update(message=notification["message"], data=data)
+    frame.update(timestamp=notification["created_at"], notification_id=notification["id"])
+    return frame
+
+
+def notification_welcome_frame(audience, moment):
+    text = "Conectado a notificaciones de " + ("inquilino" if audience == TENANT_AUDIENCE else "propiedades")
+    return {"type": "connection_established", "message": text, "timestamp": iso(moment)}
+
+
+def pong_frame(moment):
+    return {"type": "pong", "timestamp": iso(moment)}
+
+
+def notification_error_frame(code, text):
+    """The old consumers' error frame; a frame that is not JSON in their words."""
+    return {"type": "error", "message": LEGACY_INVALID_JSON if code == "invalid_json" else text}
+
+
 # --- frames for protocol 2 (opt-in: ?protocol=2) --------------------------------------
 
 PROTOCOL_2 = "2"
@@ -196,6 +280,8 @@ def v2_frame(event, owner_id, base_url):
         frame.update(reader=event["reader"], last_read_id=event["last_read_id"])
     elif kind == "conversation.cleared":
         frame["cleared_before_id"] = event["cleared_before_id"]
+    elif kind == "notification.created":
+        frame["notification"] = event["notification"]
     frame["pair"] = event["pair"]
     return frame
 
@@ -227,6 +313,18 @@ def inbox_text(event, frames, owner_id, base_url):
         return frames[key]
     except KeyError:
         text = frames[key] = _dumps(inbox_frame(event, owner_id, base_url))
+        return text
+
+
+def notification_text(event, frames, audience):
+    """The frame for a notification socket of this audience, or None when the kind goes
+    to the other one."""
+    if notification_audience(event["notification"]["kind"]) != audience:
+        return None
+    try:
+        return frames["notification"]
+    except KeyError:
+        text = frames["notification"] = _dumps(notification_frame(event))
         return text
 
 

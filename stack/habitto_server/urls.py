@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/", include("habitto_accounts.urls")),
     path("api/messages/", include("habitto_chat.api.urls")),
+    path("api/notifications/", include("habitto_chat.api.notification_urls")),
     # Uploaded profile pictures. Behind a proxy, serve /media/ from the proxy instead.
     path("media/<path:path>", serve_media, {"document_root": settings.MEDIA_ROOT}),
 ]

@@ -19,10 +19,13 @@ def envelope(success, message, data):
     return {"success": success, "message": message, "data": data}
 
 
-def ok(data=None, message=None, status_code=status.HTTP_200_OK):
-    """A success response; the renderer wraps `data`, using `message` when given."""
+def ok(data=None, message=None, status_code=status.HTTP_200_OK, top_level=None):
+    """A success response; the renderer wraps `data`, using `message` when given.
+    `top_level` adds keys beside success/message/data, for a client that reads them
+    there (the app's notification badge reads `count` at the top)."""
     response = Response(data, status=status_code)
     response.envelope_message = message
+    response.envelope_top_level = top_level
     return response
 
 
@@ -37,6 +40,7 @@ class EnvelopeJSONRenderer(JSONRenderer):
                 method = getattr(request, "method", "GET")
                 message = DEFAULT_MESSAGES.get(method, "OK") if success else "Error"
             data = envelope(success, message, data)
+            data.update(getattr(response, "envelope_top_level", None) or {})
             response.enveloped = True
         return super().render(data, accepted_media_type, renderer_context)
 

@@ -3,17 +3,14 @@ everything is scoped to the authenticated caller."""
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import IsAuthenticated
 
 from .. import actions, queries, wire
 from ..conversations import check_counterpart, parse_id
-from .authentication import JWTAuthentication
-from .envelope import EnvelopeJSONRenderer, envelope_exception_handler, ok
-from .parsers import BoundedJSONParser
+from .base import ChatViewSet
+from .envelope import ok
 from .pagination import cursor_param, cursor_payload, numbered_payload, page_params
 from .serializers import EditMessageInput, OtherUserInput, SendMessageInput
 from .throttling import SendThrottle
@@ -33,16 +30,7 @@ def _valid(serializer_class, data):
 
 
 @extend_schema(responses=OpenApiTypes.OBJECT)  # the envelope; shapes: docs/protocol.md
-class MessageViewSet(viewsets.ViewSet):
-    # Set here, not only in settings, so the app behaves the same inside another project.
-    authentication_classes = [JWTAuthentication]
-    permission_classes = [IsAuthenticated]
-    renderer_classes = [EnvelopeJSONRenderer]
-    parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
-
-    def get_exception_handler(self):
-        return envelope_exception_handler
-
+class MessageViewSet(ChatViewSet):
     def get_throttles(self):
         # Sends spend the user's socket send budget; other calls are not throttled.
         return [SendThrottle()] if self.action == "create" else []

@@ -1,5 +1,6 @@
 """The sockets: room and inbox, in the legacy protocol the shipped app speaks, or in
-protocol 2 when the client asks for it with `?protocol=2` (docs/protocol.md).
+protocol 2 when the client asks for it with `?protocol=2` (docs/protocol.md); the
+notification sockets, legacy only (docs/notifications.md).
 
 Consumers parse, authorize and call: a room send is validated by `sends` and goes to
 the group-commit batcher and from there through actions.do_send_messages; opening a
@@ -15,7 +16,7 @@ import json
 import logging
 import time
 from collections import deque
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
@@ -61,6 +62,7 @@ class ChatSocket(AsyncWebsocketConsumer):
 
     user_id = None
     v2 = False
+    offers_protocol_2 = True  # False: `?protocol=2` is ignored, the socket stays legacy
     _registered = False
     _accepted = False
     _closing = False
@@ -77,7 +79,7 @@ class ChatSocket(AsyncWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         # Legacy sockets must carry nothing but what the shipped app reads; everything
         # else (acks, edits, reads, typed errors) is for clients that ask for protocol 2.
-        self.v2 = query.get("protocol") == [wire.PROTOCOL_2]
+        self.v2 = self.offers_protocol_2 and query.get("protocol") == [wire.PROTOCOL_2]
         try:
             if self.scope.get("auth_failure"):
                 raise Refused(UNAUTHENTICATED, self.scope["auth_failure"])
@@ -282,6 +284,50 @@ class InboxConsumer(ChatSocket):
             self.push(wire.v2_text(event, frames, self.user_id, self._base_url))
         elif event["type"] == "message.created":
             self.push(wire.inbox_text(event, frames, self.user_id, self._base_url))
+
+
+class NotificationConsumer(ChatSocket):
+    """`/ws/property-notifications/<id>/` and `/ws/tenant-notifications/<id>/`: the owner's
+    notifications of that audience, in the old backend's frames. Like the old consumers:
+    a welcome frame on connect, `{"type": "ping"}` answered with a pong, other JSON
+    ignored, a frame that is not JSON answered with an error frame."""
+
+    audience = None  # wire.PROPERTY_AUDIENCE or wire.TENANT_AUDIENCE
+    offers_protocol_2 = False  # protocol-2 clients get notifications on their inbox
+
+    async def authorize(self):
+        if int(self.scope["url_route"]["kwargs"]["user_id"]) != self.user_id:
+            raise Refused(FORBIDDEN, "not your notifications")
+
+    async def connect(self):
+        await super().connect()
+        if self._registered:
+            self.push(wire.dumps(wire.notification_welcome_frame(self.audience, _now())))
+
+    async def handle(self, payload):
+        if isinstance(payload, dict) and payload.get("type") == "ping":
+            self.push(wire.dumps(wire.pong_frame(_now())))
+
+    def send_error(self, code, text):
+        self.push(wire.dumps(wire.notification_error_frame(code, text)))
+
+    def on_event(self, event, frames):
+        if event["type"] == "notification.created":
+            text = wire.notification_text(event, frames, self.audience)
+            if text is not None:
+                self.push(text)
+
+
+class PropertyNotificationConsumer(NotificationConsumer):
+    audience = wire.PROPERTY_AUDIENCE
+
+
+class TenantNotificationConsumer(NotificationConsumer):
+    audience = wire.TENANT_AUDIENCE
+
+
+def _now():
+    return datetime.now(timezone.utc)
 
 
 class UnknownPathConsumer(AsyncWebsocketConsumer):

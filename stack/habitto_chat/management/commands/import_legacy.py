@@ -48,5 +48,3 @@ class Command(BaseCommand):
         for summary in summaries:
             counts = ", ".join(f"{name}={count}" for name, count in sorted(summary.counts.items()))
             self.stdout.write(f"{summary.name}: {counts or 'nothing to import'}")
-            if summary.skipped_reason:
-                self.stdout.write(self.style.WARNING(f"{summary.name}: SKIPPED: {summary.skipped_reason}"))
