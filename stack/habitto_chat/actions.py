@@ -6,6 +6,7 @@ server-side code produce the same events, and nothing is announced that could st
 roll back. `do_send_messages` is the batch form the sockets use for group commit.
 """
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from . import wire
 from .conversations import check_counterpart, get_or_create_conversation, participant
 from .errors import NotFound
 from .events import publish_on_commit
+from .metrics import MESSAGES_STORED
 from .models import Conversation, Message, Participant
 from .sends import SendRequest, validate_client_id, validate_content
 from .users import UserCard, user_cards
@@ -81,6 +83,8 @@ def _store_messages(requests, cards):
         _lock_conversations({m.conversation_id for m in new_messages})
         Message.objects.bulk_create(new_messages)
         _advance_participants(new_messages)
+        if new_messages:
+            transaction.on_commit(functools.partial(MESSAGES_STORED.inc, len(new_messages)))
         publish_on_commit(
             [
                 wire.message_created_event(
