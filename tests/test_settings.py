@@ -137,13 +137,19 @@ def test_development_fails_deploy_checks(tmp_path):
     assert "security.W018" in result.stderr + result.stdout  # DEBUG on in deployment
 
 
+def test_a_short_metrics_token_refuses_to_start_in_production(tmp_path):
+    result = run_python(production_env(tmp_path, METRICS_TOKEN="too-short"), "import django; django.setup()")
+    assert result.returncode != 0 and "METRICS_TOKEN must be at least 32 characters" in result.stderr
+    assert setting(production_env(tmp_path, METRICS_TOKEN="t" * 32), "len(settings.METRICS_TOKEN)") == "32"
+
+
 def test_production_security_settings(tmp_path):
-    """Production turns on HTTPS redirect, HSTS and secure cookies; health paths stay plain."""
+    """Production turns on HTTPS redirect, HSTS and secure cookies; health and metrics paths stay plain."""
     env = production_env(tmp_path)
     assert setting(env, "settings.DEBUG") == "False"
     assert setting(env, "(settings.SECURE_SSL_REDIRECT, settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE)") == "(True, True, True)"
     assert setting(env, "settings.SECURE_HSTS_SECONDS") == "31536000"
-    assert setting(env, "settings.SECURE_REDIRECT_EXEMPT") == "['^healthz$', '^readyz$']"
+    assert setting(env, "settings.SECURE_REDIRECT_EXEMPT") == "['^healthz$', '^readyz$', '^metrics$']"
     assert setting(env, "settings.ALLOWED_HOSTS") == "['chat.example.com']"
 
 

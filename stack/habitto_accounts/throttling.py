@@ -19,7 +19,7 @@ from rest_framework.exceptions import Throttled
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
-from habitto_chat.api.throttling import WindowRateThrottle, count_hit, guarded, parse_rate
+from habitto_chat.api.throttling import WindowRateThrottle, count_hit, count_refusal, guarded, parse_rate
 
 
 class AddressThrottle(WindowRateThrottle):
@@ -69,6 +69,7 @@ class AccountLockout(BaseThrottle):
             return True
         locked_until = guarded(lambda: cache.get(f"{key}:locked"), default=None)
         if locked_until is not None and locked_until > time.time():
+            count_refusal("login_failures")
             raise AccountLocked(wait=locked_until - time.time())
         return True
 

@@ -7,6 +7,7 @@ roll back. `do_send_messages` is the batch form the sockets use for group commit
 Notifications (docs/notifications.md): do_publish_notification, do_mark_notification_read.
 """
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from . import wire
 from .conversations import check_counterpart, get_or_create_conversation, participant
 from .errors import NotFound
 from .events import publish_on_commit
+from .metrics import MESSAGES_STORED
 from .models import Conversation, Message, Notification, Participant
 from .notifications import validate_notification
 from .sends import SendRequest, validate_client_id, validate_content
@@ -84,6 +86,8 @@ def _store_messages(requests, cards):
         _lock_conversations({m.conversation_id for m in new_messages})
         Message.objects.bulk_create(new_messages)
         _advance_participants(new_messages)
+        if new_messages:
+            transaction.on_commit(functools.partial(MESSAGES_STORED.inc, len(new_messages)))
         publish_on_commit(
             [
                 wire.message_created_event(

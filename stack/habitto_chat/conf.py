@@ -21,6 +21,8 @@ DEFAULTS = {
     "LAYER_TIMEOUT": 2.0,  # readiness round trip through the channel layer
     "PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 100,
+    "GAP_REPLAY_SECONDS": 300,  # a channel-layer gap is replayed from the database this far back at most
+    "GAP_REPLAY_MESSAGES": 20000,  # and at most this many messages (of all conversations) per repair
     "DELIVERY_DELAY_MS": 0,  # test-only slowdown of live delivery
 }
 

@@ -11,7 +11,7 @@ from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 from . import wire
 from .errors import NotFound
 from .models import Message, Notification, Participant
-from .users import user_cards
+from .users import UserCard, user_cards
 
 
 @dataclass
@@ -117,6 +117,35 @@ def visible_message(user_id, message_id):
     if message is None:
         raise NotFound("No such message.", code="unknown_message")
     return wire.message_dict(message, message.id <= (message.receiver_read or 0))
+
+
+def message_events_since(start, user_ids, limit):
+    """message.created events of the messages created at or after `start` that `user_ids`
+    sent or received, oldest first, with their creation time: [(event, created_at)], and
+    whether `limit` cut the scan short. For gap repair (realtime/gaps.py): at most `limit`
+    messages of all conversations are read, then filtered here; 3 queries."""
+    # The newest id older than the window, found walking the primary key back from the
+    # end, bounds the forward scan on the primary key (created_at has no index).
+    floor = Message.objects.filter(created_at__lt=start).order_by("-id").values_list("id", flat=True).first()
+    rows = list(
+        Message.objects.filter(id__gt=floor or 0, created_at__gte=start).order_by("id")[: limit + 1]
+    )
+    truncated = len(rows) > limit
+    users = set(user_ids)
+    rows = [m for m in rows[:limit] if m.sender_id in users or m.receiver_id in users]
+    cards = user_cards({m.sender_id for m in rows} | {m.receiver_id for m in rows})
+    events = [
+        (
+            wire.message_created_event(
+                wire.message_dict(m, False),
+                cards.get(m.sender_id) or UserCard(m.sender_id, "", ""),
+                cards.get(m.receiver_id) or UserCard(m.receiver_id, "", ""),
+            ),
+            m.created_at,
+        )
+        for m in rows
+    ]
+    return events, truncated
 
 
 def unread_total(user_id):

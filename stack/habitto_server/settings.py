@@ -119,7 +119,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "habitto_server.middleware.api_errors_as_json",  # outermost: sees every /api/ answer
+    "habitto_server.metrics.ResponseMetricsMiddleware",  # outermost: counts every response
+    "habitto_server.middleware.api_errors_as_json",  # sees every /api/ answer
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -310,6 +311,13 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# --- Metrics (habitto_server/metrics.py, docs/metrics.md) ----------------------------
+# /metrics answers loopback peers that came without a proxy; a scraper elsewhere (another
+# container, Prometheus on another host) sends `Authorization: Bearer <METRICS_TOKEN>`.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+if METRICS_TOKEN and not DEBUG and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 32 characters when DEBUG is off.")
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -323,7 +331,7 @@ if not DEBUG:
     # TLS terminates at the proxy in front (docs/deployment.md). SECURE_SSL_REDIRECT
     # may be turned off where a plain-HTTP health port is probed directly.
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
@@ -359,15 +367,22 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "formatter": "plain",
             "filters": ["redact_tokens"],
-        }
+        },
+        "console_once_per_minute": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_tokens", "once_per_minute"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "uvicorn.access": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "uvicorn.error": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django.db.backends": {"level": "INFO"},
-        # While Redis is down the pub/sub layer logs a traceback every second.
-        "channels_redis.pubsub": {"filters": ["once_per_minute"]},
+        # While Redis is down the pub/sub layer logs a traceback every second. Filtered on
+        # the handler, not the logger: the hub's own handler must see every failure
+        # (each one may have dropped events: realtime/gaps.py).
+        "channels_redis.pubsub": {"handlers": ["console_once_per_minute"], "propagate": False},
         "habitto_chat.throttling": {"filters": ["once_per_minute"]},
     },
 }

@@ -7,10 +7,12 @@ from drf_spectacular.views import SpectacularAPIView
 
 from habitto_chat.api import envelope
 from habitto_chat.health import healthz, readyz
+from habitto_server.metrics import metrics_view
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),  # loopback or METRICS_TOKEN only
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/", include("habitto_accounts.urls")),
     path("api/messages/", include("habitto_chat.api.urls")),

@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.request
 
 import pytest
 import websocket
@@ -111,6 +112,10 @@ def test_nginx_example_proxies_http_and_websockets(tmp_path, nginx_binary, two_s
         assert int.from_bytes(payload[:2], "big") == 4401  # the close code survives the proxy
         for sock in (room_a, room_b, inbox_b, refused):
             sock.close()
+        # Metrics are for a scraper on each backend, never through the public proxy.
+        assert http_json("GET", base + "/metrics")[0] == 404
+        with urllib.request.urlopen(f"{servers[0].http_url()}/metrics", timeout=5) as direct:
+            assert direct.status == 200
         access_log = (tmp_path / "access.log").read_text()
         assert "/api/login/" in access_log and "token=" not in access_log
     finally:

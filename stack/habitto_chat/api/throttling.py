@@ -16,6 +16,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from ..conf import chat_setting
+from ..metrics import RATE_LIMITED
 from ..realtime import ratelimit
 
 logger = logging.getLogger("habitto_chat.throttling")
@@ -57,6 +58,11 @@ def guarded(operation, default):
         return default
 
 
+def count_refusal(scope):
+    """A request refused by the throttle of `scope` (the metric, docs/metrics.md)."""
+    RATE_LIMITED.labels("request", scope).inc()
+
+
 def count_hit(key, window_seconds, now=None):
     """Count one request in the current fixed window of `key`; returns (count, seconds
     until the window ends). The count is 0 while the cache is unavailable."""
@@ -94,7 +100,10 @@ class WindowRateThrottle(SimpleRateThrottle):
         if ident is None:
             return True
         count, self.retry_after = count_hit(ident, self.duration, self.timer())
-        return count <= self.num_requests
+        if count > self.num_requests:
+            count_refusal(self.scope)
+            return False
+        return True
 
     def wait(self):
         return max(1.0, self.retry_after)
@@ -127,5 +136,6 @@ class SendThrottle(WindowRateThrottle):
             return True
         if not ratelimit.allow_send(request.user.pk):
             self.retry_after = 1 / chat_setting("SEND_RATE_PER_SECOND")
+            count_refusal(self.scope)
             return False
         return super().allow_request(request, view)

@@ -8,12 +8,14 @@ waits on a timer. A send is acknowledged (echoed) only after its batch committed
 """
 
 import asyncio
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 from django.db import close_old_connections, connection
 
 from ..actions import do_send_messages
+from ..metrics import BATCH_COMMIT_SECONDS, BATCH_SIZE
 
 MAX_BATCH = 500
 
@@ -24,7 +26,11 @@ _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-writer")
 
 def _write(requests):
     close_old_connections()  # a connection the database dropped is replaced, not reused
-    return do_send_messages(requests)
+    started = time.perf_counter()
+    results = do_send_messages(requests)
+    BATCH_COMMIT_SECONDS.observe(time.perf_counter() - started)
+    BATCH_SIZE.observe(len(requests))
+    return results
 
 
 def close_writer_connection():

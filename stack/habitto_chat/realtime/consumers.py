@@ -27,6 +27,7 @@ from .. import sends, wire
 from ..actions import do_open_conversation
 from ..conf import chat_setting
 from ..errors import ChatError, NotFound
+from ..metrics import HANDSHAKES_REFUSED, RATE_LIMITED_FRAMES, SOCKETS_OPEN
 from ..tokens import expiry_leeway, socket_token_grace
 from .auth import origin_allowed
 from .batcher import batcher
@@ -59,6 +60,9 @@ class ChatSocket(AsyncWebsocketConsumer):
 
     # Events come from the hub, not from a channel-layer channel per socket.
     channel_layer_alias = None
+    kind = "socket"  # the metrics' label for this kind of socket
+
+    opened_at = 0.0  # wall clock of the handshake: gap repair replays only later messages
 
     user_id = None
     v2 = False
@@ -80,6 +84,7 @@ class ChatSocket(AsyncWebsocketConsumer):
         # Legacy sockets must carry nothing but what the shipped app reads; everything
         # else (acks, edits, reads, typed errors) is for clients that ask for protocol 2.
         self.v2 = self.offers_protocol_2 and query.get("protocol") == [wire.PROTOCOL_2]
+        self.opened_at = time.time()
         try:
             if self.scope.get("auth_failure"):
                 raise Refused(UNAUTHENTICATED, self.scope["auth_failure"])
@@ -93,10 +98,13 @@ class ChatSocket(AsyncWebsocketConsumer):
                 raise Refused(TOO_MANY_SOCKETS, "too many sockets for this user")
         except Refused as refusal:
             self.user_id = None
+            HANDSHAKES_REFUSED.labels(str(refusal.code)).inc()
             await self.accept(self.scope.get("chat_subprotocol"))
             await self.close(code=refusal.code, reason=refusal.reason)
             return
         self._registered = True
+        self._open_sockets = SOCKETS_OPEN.labels(self.kind, "2" if self.v2 else "legacy")
+        self._open_sockets.inc()
         await self.accept(self.scope.get("chat_subprotocol"))
         self._accepted = True
         if self._outbox and self._writer is None:
@@ -133,6 +141,7 @@ class ChatSocket(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         if self._registered:
             hub.unregister(self)
+            self._open_sockets.dec()
             self._registered = False
         if self._expiry is not None:
             self._expiry.cancel()
@@ -215,6 +224,8 @@ _open_conversation = database_sync_to_async(do_open_conversation)
 class RoomConsumer(ChatSocket):
     """`/ws/chat/<low>-<high>/`: the two participants' live thread."""
 
+    kind = "room"
+
     _in_flight = None
 
     async def authorize(self):
@@ -238,6 +249,7 @@ class RoomConsumer(ChatSocket):
         except ChatError as error:
             return self.send_error(error.code, error.message)
         if not allow_send(self.user_id):
+            RATE_LIMITED_FRAMES.inc()
             return self.send_error("rate_limited", "Too many messages; slow down.")
         # Pipelined: the socket reads its next frame while this one waits for its batch
         # (one message in flight per socket capped throughput, docs/benchmarks.md), up to
@@ -274,6 +286,8 @@ class RoomConsumer(ChatSocket):
 
 class InboxConsumer(ChatSocket):
     """`/ws/chat/inbox/<id>/` and `/ws/notifications/<id>/`: the owner's conversation feed."""
+
+    kind = "inbox"
 
     async def authorize(self):
         if int(self.scope["url_route"]["kwargs"]["user_id"]) != self.user_id:
@@ -334,5 +348,6 @@ class UnknownPathConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = None
 
     async def connect(self):
+        HANDSHAKES_REFUSED.labels(str(NOT_FOUND)).inc()
         await self.accept()
         await self.close(code=NOT_FOUND, reason="no such socket")

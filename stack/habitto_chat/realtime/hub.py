@@ -10,7 +10,8 @@
   event (and once per owner for inbox and protocol-2 frames), not once per socket.
 
 Events come from the actions through events.publish_on_commit (the hub subscribes at
-start-up, realtime/apps.py), from any thread.
+start-up, realtime/apps.py), from any thread. What the layer drops, realtime/gaps.py
+replays from the database.
 Cost per published batch and why this layout: docs/realtime.md.
 """
 
@@ -24,6 +25,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from ..conf import chat_setting
+from ..metrics import LAYER_PUBLISH_ERRORS, LAYER_RECEIVE_ERRORS, LOCAL_DELIVERY, REMOTE_DELIVERY
+from .gaps import GapRepair
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ class Hub:
         self._pings = {}
         self._last_remote_warning = 0.0
         self.remote_failures = 0
+        self.gaps = GapRepair(self)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -56,6 +60,7 @@ class Hub:
         self._subscribed = asyncio.Event()
         if self.is_distributed:
             self._listener = loop.create_task(self._listen())
+            _watch_layer_receiver(self)
 
     @property
     def is_distributed(self):
@@ -78,46 +83,70 @@ class Hub:
             if not sockets:
                 del self._sockets[socket.user_id]
 
+    def local_user_ids(self):
+        return list(self._sockets)
+
+    def deliver_replayed(self, event, created_at):
+        """A message from the database after a gap, to the sockets that were open when it
+        was created (a later socket loaded it with the history); 1 if any got it."""
+        frames, delivered = {}, 0
+        for user_id in event["recipients"]:
+            for socket in tuple(self._sockets.get(user_id, ())):
+                if socket.opened_at <= created_at:
+                    socket.deliver(event, frames)
+                    delivered = 1
+        return delivered
+
     # --- publishing (any thread) -------------------------------------------------------
 
     def publish(self, events):
+        committed_at = time.time()  # called right after commit: the delivery metric's start
         loop = self._loop
         if loop is not None and not loop.is_closed() and loop.is_running():
-            loop.call_soon_threadsafe(self._publish_in_loop, events)
+            loop.call_soon_threadsafe(self._publish_in_loop, events, committed_at)
             return
         # No server loop in this process (a management command, a shell): only the
         # other processes have sockets, and only a distributed layer reaches them.
         self._layer = self._layer or get_channel_layer()
         if self.is_distributed:
-            async_to_sync(self._send_remote)(events)
+            async_to_sync(self._send_remote)(events, committed_at)
 
-    def _publish_in_loop(self, events):
-        self._deliver(events)
+    def _publish_in_loop(self, events, committed_at):
+        self._deliver(events, committed_at, LOCAL_DELIVERY)
         if self.is_distributed:
-            self._loop.create_task(self._send_remote(events))
+            self._loop.create_task(self._send_remote(events, committed_at))
 
-    def _deliver(self, events):
+    def _deliver(self, events, committed_at, latency):
         delay_ms = chat_setting("DELIVERY_DELAY_MS")
         if delay_ms:  # test-only slowdown, to prove the load tester sees it
-            self._loop.call_later(delay_ms / 1000, self._deliver_now, events)
+            self._loop.call_later(delay_ms / 1000, self._deliver_now, events, committed_at, latency)
         else:
-            self._deliver_now(events)
+            self._deliver_now(events, committed_at, latency)
 
-    def _deliver_now(self, events):
+    def _deliver_now(self, events, committed_at, latency):
+        now = time.time()
         for event in events:
+            # A message replayed after a gap may come again through the layer: once only.
+            if event["type"] == "message.created" and not self.gaps.first_delivery(event["message"]["id"], now):
+                continue
             frames = {}  # filled by the sockets through wire.*_text
             for user_id in event["recipients"]:
                 for socket in tuple(self._sockets.get(user_id, ())):
                     socket.deliver(event, frames)
+        latency.observe(max(time.time() - committed_at, 0.0))  # per batch, not per frame
 
-    async def _send_remote(self, events):
-        message = {"type": "chat.events", "origin": self.id, "events": events}
+    async def _send_remote(self, events, committed_at):
+        message = {"type": "chat.events", "origin": self.id, "events": events, "committed_at": committed_at}
         try:
             await asyncio.wait_for(
                 self._layer.group_send(FANOUT_GROUP, message), chat_setting("LAYER_TIMEOUT")
             )
-        except Exception as exc:  # Redis away: stored messages stay stored; clients refetch
+        except Exception as exc:  # Redis away: stored messages stay stored; gaps.py repairs
             self.remote_failures += 1
+            LAYER_PUBLISH_ERRORS.inc()
+            if self._loop is not None and asyncio.get_running_loop() is self._loop:
+                # The others missed these events: once the layer is back, they replay them.
+                self.gaps.suspect(committed_at, notify=True)
             now = time.monotonic()
             if now - self._last_remote_warning > 5:
                 self._last_remote_warning = now
@@ -141,14 +170,41 @@ class Hub:
             except Exception as exc:
                 self._channel = None
                 self._subscribed.clear()
+                self.subscription_failed()
                 logger.warning("channel layer unavailable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
 
+    def subscription_failed(self):
+        """Our subscription failed: other processes' events from now on may be lost."""
+        LAYER_RECEIVE_ERRORS.inc()
+        self.gaps.suspect(time.time())
+
+    async def send_probe(self, nonce):
+        await self._layer.group_send(FANOUT_GROUP, {"type": "chat.probe", "origin": self.id, "nonce": nonce})
+
+    async def send_gap_notice(self, since):
+        try:
+            await asyncio.wait_for(
+                self._layer.group_send(FANOUT_GROUP, {"type": "chat.gap", "origin": self.id, "since": since}),
+                chat_setting("LAYER_TIMEOUT"),
+            )
+        except Exception:  # the layer failed again: that failure starts a repair of its own
+            LAYER_PUBLISH_ERRORS.inc()
+
     def _on_layer_message(self, message):
+        if not self.gaps.hold(message):
+            self.on_layer_message(message)
+
+    def on_layer_message(self, message):
         kind = message.get("type")
-        if kind == "chat.events" and message.get("origin") != self.id:
-            self._deliver(message["events"])
+        origin = message.get("origin")
+        if kind == "chat.events" and origin != self.id:
+            self._deliver(message["events"], message.get("committed_at", time.time()), REMOTE_DELIVERY)
+        elif kind == "chat.probe" and origin == self.id:
+            self.gaps.probe_returned(message.get("nonce"))
+        elif kind == "chat.gap" and origin != self.id:
+            self.gaps.suspect(message["since"])
         elif kind == "chat.ping":
             future = self._pings.pop(message.get("nonce"), None)
             if future is not None and not future.done():
@@ -177,6 +233,26 @@ class Hub:
 
 
 hub = Hub()
+
+
+class _ReceiverFailures(logging.Handler):
+    """channels_redis's pub/sub receiver logs (and retries) when its connection fails
+    instead of raising to us: that log record is our signal that events may be lost."""
+
+    def __init__(self, hub):
+        super().__init__(logging.ERROR)
+        self.hub = hub
+
+    def emit(self, record):
+        loop = self.hub._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.hub.subscription_failed)
+
+
+def _watch_layer_receiver(hub):
+    receiver_log = logging.getLogger("channels_redis.pubsub")
+    if not any(isinstance(h, _ReceiverFailures) and h.hub is hub for h in receiver_log.handlers):
+        receiver_log.addHandler(_ReceiverFailures(hub))
 
 
 async def lifespan(scope, receive, send):
