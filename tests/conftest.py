@@ -54,7 +54,7 @@ def _fast_password_hasher(settings):
 @pytest.fixture(autouse=True)
 def _fresh_realtime_state():
     """Rate-limit buckets are per process; tests must not inherit each other's."""
-    from habitto_chat.realtime import ratelimit
+    from habitto_chat import ratelimit
 
     ratelimit.reset()
     yield

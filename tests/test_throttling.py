@@ -9,7 +9,7 @@ import uuid
 import pytest
 from rest_framework.test import APIClient
 
-from habitto_chat.realtime import ratelimit
+from habitto_chat import ratelimit
 from tests.support.live import LiveServer, free_port, http_json, manage, server_env
 
 pytestmark = pytest.mark.django_db

@@ -17,7 +17,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from ..conf import chat_setting
 from ..metrics import RATE_LIMITED
-from ..realtime import ratelimit
+from .. import ratelimit
 
 logger = logging.getLogger("habitto_chat.throttling")
 
@@ -112,7 +112,7 @@ class WindowRateThrottle(SimpleRateThrottle):
 class SendThrottle(WindowRateThrottle):
     """REST sends spend the same per-user budget as socket sends.
 
-    Two checks: the process's socket token bucket (realtime/ratelimit.py), so REST and
+    Two checks: the process's socket token bucket (habitto_chat/ratelimit.py), so REST and
     socket sends of a user in one process share one budget exactly; and a window of
     SEND_BURST sends per SEND_BURST / SEND_RATE_PER_SECOND seconds in the shared cache, so
     REST sends are bounded across every process. Sockets never touch the cache."""

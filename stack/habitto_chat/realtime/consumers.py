@@ -28,11 +28,11 @@ from ..actions import do_open_conversation
 from ..conf import chat_setting
 from ..errors import ChatError, NotFound
 from ..metrics import HANDSHAKES_REFUSED, RATE_LIMITED_FRAMES, SOCKETS_OPEN
+from ..ratelimit import allow_send
 from ..tokens import expiry_leeway, socket_token_grace
 from .auth import origin_allowed
 from .batcher import batcher
 from .hub import hub
-from .ratelimit import allow_send
 
 logger = logging.getLogger(__name__)
 

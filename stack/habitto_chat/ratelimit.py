@@ -3,7 +3,7 @@ this process (HABITTO_CHAT SEND_RATE_PER_SECOND and SEND_BURST)."""
 
 import time
 
-from ..conf import chat_setting
+from .conf import chat_setting
 
 _MAX_TRACKED = 50_000
 _buckets = {}  # user id -> (tokens, last refill time)
