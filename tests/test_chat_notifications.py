@@ -13,6 +13,7 @@ from channels.db import database_sync_to_async
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from prometheus_client import REGISTRY
 
 from habitto_chat.actions import do_mark_notification_read, do_publish_notification
 from habitto_chat.errors import InvalidInput, NotFound
@@ -470,3 +471,17 @@ async def test_binary_and_oversized_frames_get_the_old_error_shape(ws, settings,
         assert set(frame) == {"type", "message"} and frame["type"] == "error" and frame["message"]
     await socket.send_json_to({"type": "ping"})
     assert (await socket.receive_json_from(WAIT))["type"] == "pong"
+
+
+@socket_tests
+async def test_open_notification_sockets_are_counted_by_kind(ws, make_user, token_for):
+    def open_count(kind):
+        return REGISTRY.get_sample_value("habitto_chat_sockets_open", {"kind": kind, "protocol": "legacy"}) or 0.0
+
+    alice = await database_sync_to_async(make_user)("alice")
+    before = {kind: open_count(kind) for kind in ("property_notifications", "tenant_notifications")}
+    owner_side = await property_socket(ws, alice, token_for(alice))
+    await tenant_socket(ws, alice, token_for(alice))
+    assert {kind: open_count(kind) - before[kind] for kind in before} == {"property_notifications": 1, "tenant_notifications": 1}
+    await owner_side.disconnect()
+    assert open_count("property_notifications") == before["property_notifications"]

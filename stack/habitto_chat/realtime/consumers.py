@@ -333,10 +333,12 @@ class NotificationConsumer(ChatSocket):
 
 
 class PropertyNotificationConsumer(NotificationConsumer):
+    kind = "property_notifications"
     audience = wire.PROPERTY_AUDIENCE
 
 
 class TenantNotificationConsumer(NotificationConsumer):
+    kind = "tenant_notifications"
     audience = wire.TENANT_AUDIENCE
 
 
