@@ -317,6 +317,28 @@ def test_a_username_taken_by_another_user_here_stops_the_import(legacy_url, make
     assert not Message.objects.exists()
 
 
+def test_a_username_taken_here_in_another_case_stops_the_import(legacy_url, make_user):
+    make_user("BOB")  # unique whatever the case here: the old 'bob' cannot be imported
+    with pytest.raises(CommandError, match="usernames already taken.*'bob'"):
+        run_import(legacy_url)
+    assert not Message.objects.exists()
+
+
+def test_old_users_differing_only_in_case_stop_the_import_before_anything_is_written(legacy_url):
+    import psycopg
+
+    with psycopg.connect(_libpq(legacy_url), connect_timeout=3) as conn:
+        conn.execute(
+            "INSERT INTO auth_user (id, password, is_superuser, username, first_name, last_name, email,"
+            " is_staff, is_active, date_joined) VALUES (90, '!', false, 'Bob', '', '', 'BOB@old.example',"
+            " false, true, now())"
+        )
+    with pytest.raises(CommandError, match=r"username 'bob': old ids \d+, 90.*email 'bob@old.example'"):
+        run_import(legacy_url)
+    assert not get_user_model().objects.filter(pk=90).exists()
+    assert not Message.objects.exists()
+
+
 def test_bad_options_and_an_unreachable_source_are_clear_errors():
     with pytest.raises(CommandError, match="--steps"):
         run_import("postgres://127.0.0.1:1/nothing", "--steps", "users,pictures")

@@ -20,6 +20,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.core.management.color import no_style
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
+from django.db.models.functions import Lower
 from psycopg.rows import dict_row
 
 from .models import Conversation, Message, Notification, Participant
@@ -120,6 +121,7 @@ def import_users(source):
     User = get_user_model()
     fields = [name for name in USER_FIELDS if _has_field(User, name)]
     profile_model = _profile_model()
+    _check_case_clashes(source)
     for rows in source.batches("users", USERS_SQL):
         with transaction.atomic():
             _check_usernames(User, rows)
@@ -143,9 +145,34 @@ def import_users(source):
     return summary
 
 
+# The old backend compared usernames and emails case-sensitively; here both are unique
+# whatever their case (lower() indexes, docs/accounts.md), so such pairs need a person.
+CASE_CLASHES_SQL = """
+SELECT 'username' AS field, lower(username) AS value, string_agg(id::text, ', ' ORDER BY id) AS ids
+FROM auth_user GROUP BY lower(username) HAVING count(*) > 1
+UNION ALL
+SELECT 'email', lower(email), string_agg(id::text, ', ' ORDER BY id)
+FROM auth_user WHERE email <> '' GROUP BY lower(email) HAVING count(*) > 1
+"""
+
+
+def _check_case_clashes(source):
+    clashes = [row for rows in source.batches("case_clashes", CASE_CLASHES_SQL) for row in rows]
+    if clashes:
+        listed = "; ".join(f"{row['field']} {row['value']!r}: old ids {row['ids']}" for row in clashes)
+        raise LegacyImportError(
+            f"old users differ only in the case of their username or email, which this server "
+            f"keeps unique whatever the case; rename or merge them first: {listed}"
+        )
+
+
 def _check_usernames(User, rows):
-    by_name = {row["username"]: row["id"] for row in rows}
-    taken = User._default_manager.filter(username__in=list(by_name)).values_list("id", "username")
+    by_name = {row["username"].lower(): row["id"] for row in rows}
+    taken = (
+        User._default_manager.annotate(username_lower=Lower("username"))
+        .filter(username_lower__in=list(by_name))
+        .values_list("id", "username_lower")
+    )
     clashes = [(name, pk) for pk, name in taken if by_name[name] != pk]
     if clashes:
         listed = ", ".join(f"{name!r} (old id {by_name[name]}, here id {pk})" for name, pk in clashes)
