@@ -30,6 +30,7 @@ from habitto_client import (
     read_room_frame,
     room_frame,
     room_url,
+    ws_url_for,
 )
 from tests.support.live import free_port
 
@@ -54,6 +55,15 @@ def test_inbox_url_and_alias_and_token_is_quoted():
     """The inbox path and its older alias; the token is URL-encoded."""
     assert inbox_url("ws://h", 7, "a+b/c") == "ws://h/ws/chat/inbox/7/?token=a%2Bb%2Fc"
     assert inbox_url("ws://h", 7, alias=True) == "ws://h/ws/notifications/7/"
+
+
+def test_ws_url_for_maps_http_schemes_and_keeps_the_rest():
+    """One server port answers both: http -> ws, https -> wss; other URLs are left as they are."""
+    assert ws_url_for("http://h:8001") == "ws://h:8001"
+    assert ws_url_for("https://chat.example/") == "wss://chat.example/"
+    assert ws_url_for("ws://h:8000") == "ws://h:8000"
+    assert ws_url_for("httpbin") == "httpbin"
+    assert ws_url_for("") == ""
 
 
 def test_jwt_claims_decoded_without_verification():
