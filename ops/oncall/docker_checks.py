@@ -27,7 +27,7 @@ def compose_services(ctx):
     """compose:<service> per service of the project (or one `compose` line when N/A)."""
     cfg = ctx.cfg
     try:
-        client = _client(ctx.target, cfg.timeout("docker"))
+        client = _client(ctx.target, ctx.timeout("docker"))
     except DockerUnavailable as exc:
         return [not_applicable("compose", str(exc))]
     except Exception as exc:  # the engine answered something unexpected

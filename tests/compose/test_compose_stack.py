@@ -17,7 +17,7 @@ from datetime import datetime
 import pytest
 
 from habitto_client import ChatSocket, Timeout, inbox_url, room_url
-from tests.compose.stack import ComposeStack, run, running_stack
+from tests.compose.stack import ENV_EXAMPLE, ComposeStack, run, running_stack
 from tests.support import services
 from tests.support.chat import check_inbox_frame, check_room_frame, marker, recv_until, thread_ids
 from tests.support.live import http_json
@@ -284,7 +284,8 @@ def test_compose_refuses_to_start_without_secret_key(tmp_path):
     if not shutil.which("docker") or run(["docker", "compose", "version"]).returncode != 0:
         services.require("docker", False, "no docker CLI with Compose v2 (run ops/bootstrap-docker.sh)")
     stack = ComposeStack(tmp_path)
-    stack.env_file.write_text("POSTGRES_PASSWORD=x\n")
+    # .env.example copied by hand with the secret left empty.
+    stack.env_file.write_text(ENV_EXAMPLE.read_text().replace("\nPOSTGRES_PASSWORD=\n", "\nPOSTGRES_PASSWORD=x\n"))
     result = stack.compose("config", "--quiet", check=False)
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr and ".env.example" in result.stderr, result.stderr
