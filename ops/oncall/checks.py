@@ -40,11 +40,12 @@ class HostContext:
     """What the checks of one host share: config, target, logged-in probe sessions, results,
     and the host's deadline (`timeouts.host` from when its run started)."""
 
-    def __init__(self, cfg, target, started=None):
+    def __init__(self, cfg, target, started=None, budget=None):
         self.cfg = cfg
         self.target = target
         self.host = target.name
-        self.deadline = (time.monotonic() if started is None else started) + cfg.timeout("host")
+        self.deadline = ((time.monotonic() if started is None else started)
+                         + (cfg.timeout("host") if budget is None else budget))
         self.failed = {}  # check name -> short reason, for dependent checks
         self.hung = set()  # ports that accepted TCP but did not answer within their timeout
         self._sessions = {}

@@ -85,16 +85,20 @@ class Run:
 ABANDON_AFTER = 1.0
 
 
-def budget(cfg):
-    """Longest a host may take (timeouts.host): every check's timeout is cut to what is left."""
-    return cfg.timeout("host")
+BUDGET_SETTINGS = {False: "timeouts.host", True: "timeouts.host + timeouts.probe"}
+
+
+def budget(cfg, task="health"):
+    """Longest a host may take (timeouts.host): every check's timeout is cut to what is left.
+    The probe may in addition wait timeouts.probe for its message."""
+    return cfg.timeout("host") + (cfg.timeout("probe") if task == "probe" else 0.0)
 
 
 def check_host(task, name, cfg, fabric_config):
     """All steps of `task` on one host -> HostReport."""
     started = time.monotonic()
     report = HostReport(name)
-    target = make_target(name, fabric_config, cfg, budget(cfg))
+    target = make_target(name, fabric_config, cfg, budget(cfg, task))
     try:
         target.open()
     except TargetUnavailable as exc:
@@ -102,12 +106,12 @@ def check_host(task, name, cfg, fabric_config):
         report.seconds = time.monotonic() - started
         return report
     try:
-        ctx = checks.HostContext(cfg, target, started)
+        ctx = checks.HostContext(cfg, target, started, budget(cfg, task))
         for step in TASKS[task][1]:
             if ctx.remaining() < checks.MIN_TIMEOUT:
                 name_ = getattr(step, "__name__", "check").strip("_<>") or "check"
                 report.results.append(_on(name, unknown(
-                    name_, f"not checked: the host's {budget(cfg):g} s budget (timeouts.host) ran out")))
+                    name_, f"not checked: the host's {budget(cfg, task):g} s budget ({BUDGET_SETTINGS[task == 'probe']}) ran out")))
                 continue
             try:
                 produced = step(ctx)
@@ -116,8 +120,9 @@ def check_host(task, name, cfg, fabric_config):
                 produced = [unknown(name_, f"check crashed: {type(exc).__name__}: {exc}")]
             report.results.extend(_on(name, r) for r in produced)
     finally:
-        target.close()
-    report.seconds = time.monotonic() - started
+        report.seconds = time.monotonic() - started
+        # Tearing SSH tunnels down can take seconds; the results are complete without it.
+        threading.Thread(target=target.close, name=f"oncall-close-{name}", daemon=True).start()
     return report
 
 
@@ -125,7 +130,7 @@ def run(task, cfg, fabric_config):
     """Run `task` on every configured host in parallel -> Run."""
     if task not in TASKS:
         raise KeyError(task)
-    limit = budget(cfg) + ABANDON_AFTER
+    limit = budget(cfg, task) + ABANDON_AFTER
     slots = {}
     threads = []
     for name in cfg.hosts:
