@@ -1,7 +1,7 @@
 # The chat backend image: one uvicorn process serving HTTP and WebSocket on $PORTS.
 #
-#   docker build --network host -t habitto-chat .
-#   docker build --build-arg BASE_IMAGE=python:3.11-slim-bookworm ...   # another base
+#   make up                      # or: docker compose build (the base image comes from .env)
+#   docker build --network host --build-arg BASE_IMAGE="$PYTHON_BASE_IMAGE" -t habitto-chat .
 #
 # Multi-stage: the builder installs the pinned requirements/base.txt into a venv (binary
 # wheels only, so no compiler is needed), then the project itself (`pip install .`, the
@@ -10,7 +10,9 @@
 # baked in: SECRET_KEY, DATABASE_URL, REDIS_URL, ... come from the environment at run time
 # (see .env.example and docs/docker.md). With DEBUG off (the default) the server refuses
 # to start without SECRET_KEY and ALLOWED_HOSTS.
-ARG BASE_IMAGE=python:3.11-slim
+# No default: the base image's name is written once, in .env.example (PYTHON_BASE_IMAGE),
+# and compose.yaml passes it.
+ARG BASE_IMAGE
 
 FROM ${BASE_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore

@@ -1,23 +1,30 @@
 # The full stack in Docker Compose (compose.yaml; docs/docker.md).
 #   make docker-bootstrap   engine + Compose v2 + local base images (Debian host, root)
-#   make up                 build the image, start everything, wait until healthy
+#   make up                 create .env if missing (fresh secrets), build the image,
+#                           start everything, wait until healthy
 #   make logs / make down   follow the logs / stop and remove the containers (data kept)
 COMPOSE ?= docker compose
 # Seconds `make up` waits for every service to be healthy (migrate: exited 0).
 UP_TIMEOUT ?= 240
 
-.PHONY: docker-bootstrap docker-check-env docker-build up down logs ps
+.PHONY: docker-bootstrap docker-env docker-images docker-build up down logs ps
 
 docker-bootstrap:
 	@if [ "$$(id -u)" = 0 ]; then ops/bootstrap-docker.sh; else sudo ops/bootstrap-docker.sh; fi
 
-docker-check-env:
-	@if [ ! -f .env ] && [ -z "$${SECRET_KEY:-}" ]; then \
-		echo "No .env: cp .env.example .env, then set SECRET_KEY and POSTGRES_PASSWORD (see the comments in it)." >&2; \
-		exit 1; \
+# A fresh clone has no .env: make one from .env.example with new random secrets (0600).
+docker-env:
+	@ops/create-env.sh .env .env.example
+
+# Only a hint: Compose pulls what is missing, which fails where no registry is reachable.
+docker-images: docker-env
+	@missing=$$(command -v python3 >/dev/null && python3 ops/compose_images.py --missing 2>/dev/null) || true; \
+	if [ -n "$$missing" ]; then \
+		echo "Not in the local engine (Compose will try to pull them): $$(echo $$missing)." >&2; \
+		echo "Without registry access run 'make docker-bootstrap' first (it builds local stand-ins)." >&2; \
 	fi
 
-docker-build: docker-check-env
+docker-build: docker-env docker-images
 	$(COMPOSE) build
 
 up: docker-build

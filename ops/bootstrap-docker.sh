@@ -12,16 +12,20 @@
 #      all traffic stays on 127.0.0.1), log to $DOCKERD_LOG, wait for `docker info`
 #   3. Compose v2: download trixie's docker-compose package through a private apt
 #      source list (the system is not upgraded) and install its CLI plugin
-#   4. build the stand-ins described in ops/standins/*/ (debootstrap rootfs -> docker
-#      import -> a small Dockerfile adding the official image's interface), tagged with
-#      the official names (python:3.11-slim, postgres:15, redis:7)
+#   4. stand-ins for exactly the images the resolved Compose configuration names
+#      (ops/compose_images.py: `docker compose --profile '*' config` with .env, or
+#      .env.example when there is none; service images plus the bases of the builds).
+#      Each image is mapped by repository name to a recipe in ops/standins/<name>/
+#      (debootstrap rootfs -> docker import -> a small Dockerfile adding the official
+#      image's interface) and tagged with the image's own name; an image no recipe
+#      provides (unknown repository, another version) stops the script, named.
 #
 # Environment (all optional):
 #   BOOTSTRAP_STATE_DIR  work folder (default /var/lib/habitto-docker-bootstrap)
 #   DOCKERD_LOG          dockerd's log file (default /var/log/habitto-dockerd.log)
 #   DOCKERD_TIMEOUT      seconds to wait for dockerd (default 90)
 #   DEBIAN_MIRROR        (default http://deb.debian.org/debian)
-#   STANDINS             space-separated subset of ops/standins/* to build (default all)
+#   COMPOSE_ENV_FILE     env file to resolve the images with (default .env, else .env.example)
 #   SKIP_STANDINS=1      engine and compose only
 set -o errexit -o pipefail -o nounset
 
@@ -57,8 +61,9 @@ install_packages() {
     local missing=()
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v python3 >/dev/null || missing+=(python3)  # ops/compose_images.py
     if [ "${#missing[@]}" -eq 0 ]; then
-        log "packages: docker.io and debootstrap already installed"
+        log "packages: docker.io, debootstrap and python3 already installed"
         return
     fi
     log "packages: installing ${missing[*]}"
@@ -156,29 +161,27 @@ remove_rootfs() { # never rm -rf through a mount (a bind-mounted /dev would be t
     rm -rf --one-file-system "$1"
 }
 
-build_standin() {
+build_standin() { # recipe name, then the image names it must answer to
     local name=$1 dir="$STANDINS_DIR/$1"
+    shift
     local hash tags=() tag
     hash=$(recipe_hash "$dir")
-    mapfile -t tags < <(grep -v '^\s*\(#\|$\)' "$dir/tags")
-    [ "${#tags[@]}" -gt 0 ] || die "standin $name: no tags in $dir/tags"
 
-    local todo=0
-    for tag in "${tags[@]}"; do
+    for tag in "$@"; do
         if docker image inspect "$tag" >/dev/null 2>&1; then
             local have
             have=$(image_label "$tag" "$LABEL_KEY")
             if [ -z "$have" ]; then
                 log "standin $name: $tag exists and is not a stand-in (a real image); leaving it"
-                return
+                continue
             fi
-            [ "$have" = "$hash" ] || todo=1
+            [ "$have" = "$hash" ] || tags+=("$tag")
         else
-            todo=1
+            tags+=("$tag")
         fi
     done
-    if [ "$todo" = 0 ]; then
-        log "standin $name: ${tags[*]} up to date (recipe $hash)"
+    if [ "${#tags[@]}" = 0 ]; then
+        log "standin $name: $* up to date (recipe $hash)"
         return
     fi
 
@@ -232,14 +235,17 @@ build_standin() {
 
 build_standins() {
     [ -f "$HOST_CA" ] || die "no $HOST_CA on the host"
-    local names=${STANDINS:-}
-    if [ -z "$names" ]; then
-        names=$(cd "$STANDINS_DIR" && for d in */; do [ -f "$d/tags" ] && printf '%s ' "${d%/}"; done)
-    fi
+    local mapping
+    # "<recipe> <image>" lines; fails naming every image no recipe provides.
+    mapping=$(python3 "$REPO_DIR/ops/compose_images.py" --standins \
+        ${COMPOSE_ENV_FILE:+--env-file "$COMPOSE_ENV_FILE"}) \
+        || die "cannot provide every image the Compose configuration names (see above)"
+    log "standins: the configuration names $(echo "$mapping" | awk '{print $2}' | paste -sd' ' -)"
     local name
-    for name in $names; do
+    for name in $(echo "$mapping" | awk '{print $1}' | sort -u); do
         [ -d "$STANDINS_DIR/$name" ] || die "no stand-in recipe $STANDINS_DIR/$name"
-        build_standin "$name"
+        # shellcheck disable=SC2046 # image names have no spaces
+        build_standin "$name" $(echo "$mapping" | awk -v n="$name" '$1 == n {print $2}')
     done
 }
 

@@ -32,38 +32,57 @@ from .results import Perf, Result, Status, critical, ms, not_applicable, ok, unk
 from .targets import PortUnreachable
 
 UNAUTHENTICATED_CLOSE = 4401
+MIN_TIMEOUT = 0.2  # seconds: the least a check gets when the host's budget is nearly spent
 QUIET_AFTER_ACCEPT = 0.3  # seconds an accepted socket must stay open to count as accepted
 
 
 class HostContext:
-    """What the checks of one host share: config, target, logged-in probe sessions, results."""
+    """What the checks of one host share: config, target, logged-in probe sessions, results,
+    and the host's deadline (`timeouts.host` from when its run started)."""
 
-    def __init__(self, cfg, target):
+    def __init__(self, cfg, target, started=None, budget=None):
         self.cfg = cfg
         self.target = target
         self.host = target.name
+        self.deadline = ((time.monotonic() if started is None else started)
+                         + (cfg.timeout("host") if budget is None else budget))
         self.failed = {}  # check name -> short reason, for dependent checks
         self.hung = set()  # ports that accepted TCP but did not answer within their timeout
         self._sessions = {}
-        self._http = None
+        self._http_base = None
+
+    # -- time ------------------------------------------------------------------------------
+    def remaining(self):
+        return self.deadline - time.monotonic()
+
+    def timeout(self, name):
+        """The check's own timeout, cut to what is left of the host's budget."""
+        return max(MIN_TIMEOUT, min(self.cfg.timeout(name), self.remaining()))
 
     # -- addresses -----------------------------------------------------------------------
-    def http(self):
-        if self._http is None:
+    def http(self, timeout="http"):
+        """A client whose requests time out after timeouts.<timeout> (or the host's time left)."""
+        if self._http_base is None:
             host, port = self.target.address(self.cfg.http_port)
-            self._http = ChatHTTP(f"http://{host}:{port}", timeout=self.cfg.timeout("http"))
-        return self._http
+            self._http_base = f"http://{host}:{port}"
+        return ChatHTTP(self._http_base, timeout=self.timeout(timeout))
 
     def ws_base(self):
         host, port = self.target.address(self.cfg.ws_port)
         return f"ws://{host}:{port}"
 
     # -- probe accounts --------------------------------------------------------------------
-    def session(self, index):
+    def probe_users(self, allow_demo):
+        """Configured probe accounts, else (this machine only) the dev server's demo users."""
+        if self.cfg.probe_users or not allow_demo or self.target.remote:
+            return self.cfg.probe_users, ""
+        return self.cfg.demo_users, f" (demo user from {self.cfg.demo_source})"
+
+    def session(self, index, allow_demo=False):
         """The logged-in probe user number `index` (0 or 1); raises ProbeUnavailable."""
         if index in self._sessions:
             return self._sessions[index]
-        users = self.cfg.probe_users
+        users, origin = self.probe_users(allow_demo)
         if len(users) <= index:
             raise ProbeUnavailable(
                 f"needs {index + 1} probe account(s), {len(users)} configured "
@@ -78,10 +97,10 @@ class HostContext:
         if not user.password:
             raise ProbeUnavailable(f"no password configured for probe account {user.username!r}")
         try:
-            session = self.http().login(user.username, user.password)
+            session = self.http("login").login(user.username, user.password)
         except AuthError as exc:
             raise ProbeUnavailable(
-                f"probe login as {user.username!r} refused (HTTP {exc.status}): "
+                f"probe login as {user.username!r}{origin} refused (HTTP {exc.status}): "
                 "wrong probe password or missing account?"
             ) from None
         except Timeout as exc:
@@ -134,7 +153,7 @@ def tcp_port(ctx, role):
     port = ctx.cfg.ws_port if role == "ws" else ctx.cfg.http_port
     check = f"port-{role}"
     where = ctx.target.describe(port)
-    timeout = ctx.cfg.timeout("connect")
+    timeout = ctx.timeout("connect")
     try:
         elapsed = ctx.target.tcp(port, timeout)
     except PortUnreachable as exc:
@@ -158,7 +177,7 @@ def liveness(ctx):
     reason = ctx.blocked("port-http")
     if reason:
         return _not_checked(ctx, "liveness", reason)
-    timeout = ctx.cfg.timeout("http")
+    timeout = ctx.timeout("http")
     try:
         resp = ctx.http().healthz()
     except Timeout:
@@ -184,7 +203,7 @@ def readiness(ctx):
     reason = ctx.blocked("port-http", "liveness")
     if reason:
         return _not_checked(ctx, "readiness", reason)
-    timeout = ctx.cfg.timeout("http")
+    timeout = ctx.timeout("http")
     try:
         resp = ctx.http().readyz()
     except Timeout:
@@ -225,10 +244,10 @@ def ws_with_token(ctx):
     if reason:
         return _not_checked(ctx, check, reason)
     try:
-        session = ctx.session(0)
+        session = ctx.session(0, allow_demo=True)
     except ProbeUnavailable as exc:
         return _unavailable(ctx, check, exc)
-    timeout = ctx.cfg.timeout("ws")
+    timeout = ctx.timeout("ws")
     url = inbox_url(ctx.ws_base(), session.user_id, session.access)
     started = time.monotonic()
     try:
@@ -266,7 +285,7 @@ def ws_without_token(ctx):
         return _not_checked(ctx, check, reason)
     if ctx.cfg.ws_port in ctx.hung:
         return _not_checked(ctx, check, f"WS port {ctx.cfg.ws_port} does not answer")
-    timeout = ctx.cfg.timeout("ws")
+    timeout = ctx.timeout("ws")
     user_id = ctx._sessions[0].user_id if 0 in ctx._sessions else 1
     url = inbox_url(ctx.ws_base(), user_id)
     try:
@@ -304,9 +323,9 @@ def redis_ping(ctx):
         return not_applicable("redis", "no redis_url configured (server without Redis)")
     host, port, db, username, password = target
     where = ctx.target.describe(port, host)
-    timeout = ctx.cfg.timeout("redis")
+    timeout = ctx.timeout("redis")
     try:
-        ctx.target.tcp(port, ctx.cfg.timeout("connect"), host=host)
+        ctx.target.tcp(port, ctx.timeout("connect"), host=host)
         addr_host, addr_port = ctx.target.address(port, host)
     except PortUnreachable as exc:
         return _record(ctx, critical("redis", f"Redis at {where} unreachable: {exc}"))
@@ -353,6 +372,10 @@ def probe(ctx):
     reason = ctx.blocked("port-ws", "port-http")
     if reason:
         return [_not_checked(ctx, "probe", reason)]
+    if not ctx.cfg.probe_users and ctx.cfg.demo_users:
+        return [_record(ctx, unknown(
+            "probe", "needs two configured probe accounts (ONCALL_PROBE_USERS / probe_accounts_file); "
+            "the demo users are not used because the probe clears its conversation"))]
     try:
         sender, receiver = ctx.session(0), ctx.session(1)
     except ProbeUnavailable as exc:
@@ -360,7 +383,7 @@ def probe(ctx):
     if sender.user_id == receiver.user_id:
         return [unknown("probe", "the two probe accounts are the same user; configure two different ones")]
     cfg = ctx.cfg
-    ws_timeout, wait = cfg.timeout("ws"), cfg.timeout("probe")
+    ws_timeout, wait = ctx.timeout("ws"), ctx.timeout("probe")
     warn_ms, crit_ms = cfg.probe_warn_ms, wait * 1000
     base = ctx.ws_base()
     sockets = []

@@ -8,7 +8,9 @@
       redis_password: ...                    # secret: ONCALL_REDIS_PASSWORD
       probe_users: [{username: probe_1, password: ...}, {username: probe_2, password: ...}]
       probe_warn_ms: 1000
-      timeouts: {connect: 2, http: 3, ws: 3, redis: 2, ssh: 5, docker: 5, probe: 5}
+      timeouts: {connect: 2, http: 3, login: 5, ws: 3, redis: 2, ssh: 5, docker: 5, probe: 5, host: 8}
+      demo_users: true          # no probe accounts configured: use `make run`'s demo users
+                                # (STATE_DIR/demo-credentials.txt) for the local host's checks
       compose_project: habitto-chat
       compose_services: []      # services that must exist; [] = whatever the project runs
 
@@ -28,13 +30,20 @@ LOCAL_NAMES = {LOCAL, "localhost", "127.0.0.1"}
 
 DEFAULT_TIMEOUTS = {
     "connect": 2.0,  # TCP connect to a port
-    "http": 3.0,  # one HTTP request (healthz, readyz, login, clear)
+    "http": 3.0,  # one HTTP request (healthz, readyz, clear)
+    "login": 5.0,  # a probe login: the password hash is deliberately slow (PBKDF2)
     "ws": 3.0,  # one WebSocket handshake or close
     "redis": 2.0,  # Redis connect and PING
     "ssh": 5.0,  # SSH connect and authentication
     "docker": 5.0,  # one Docker API call
     "probe": 5.0,  # how long the probe waits for its message to arrive
+    "host": 8.0,  # everything one host's task may take, SSH login included (each check's
+    #               own timeout is cut to what is left of it)
 }
+# Where `make run` (manage.py seed_demo_users) keeps the dev server's demo users, by the
+# same rule as the server's settings: $STATE_DIR, else var/ in the repository.
+REPO_DIR = Path(__file__).resolve().parents[2]
+DEMO_CREDENTIALS = "demo-credentials.txt"
 
 
 class ConfigError(Exception):
@@ -59,6 +68,10 @@ class OncallConfig:
     timeouts: dict = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
     compose_project: str = "habitto-chat"
     compose_services: tuple = ()
+    # The dev server's demo users (alice, bob): used by the local host's checks when no
+    # probe accounts are configured; never over SSH, never by the probe (it clears its chat).
+    demo_users: tuple = field(default=(), repr=False)
+    demo_source: str = ""
     sources: tuple = ()  # where settings came from (for `--json` and error messages)
 
     def timeout(self, name):
@@ -90,6 +103,8 @@ class OncallConfig:
             "timeouts": dict(self.timeouts),
             "compose_project": self.compose_project,
             "compose_services": list(self.compose_services),
+            "demo_users": [u.username for u in self.demo_users],
+            "demo_source": self.demo_source,
             "sources": list(self.sources),
         }
 
@@ -121,10 +136,12 @@ ENV_SCALARS = {
     "ONCALL_REDIS_PASSWORD": "redis_password",
     "ONCALL_PROBE_WARN_MS": "probe_warn_ms",
     "ONCALL_COMPOSE_PROJECT": "compose_project",
+    "ONCALL_DEMO_USERS": "demo_users",
 }
 KNOWN_KEYS = {
     "hosts", "ws_port", "http_port", "redis_url", "redis_password", "probe_users",
     "probe_accounts_file", "probe_warn_ms", "timeouts", "compose_project", "compose_services",
+    "demo_users",
 }
 
 
@@ -151,7 +168,13 @@ def load(fabric_section=None, env=None, config_file=None):
         if probe_password is not None:
             merged["_probe_password"] = probe_password
         sources.append("environment (" + ", ".join(sorted(set(names))) + ")")
-    return _build(merged, tuple(sources))
+    cfg = _build(merged, tuple(sources))
+    if not cfg.probe_users and _flag(merged.get("demo_users", True), "demo_users"):
+        path = Path(env.get("STATE_DIR") or REPO_DIR / "var") / DEMO_CREDENTIALS
+        users = read_demo_credentials(path)
+        if users:
+            cfg = replace(cfg, demo_users=users, demo_source=str(path))
+    return cfg
 
 
 def _plain(value):
@@ -314,6 +337,28 @@ def _probe_users(data, fallback_password=""):
         password = str(item.get("password") or fallback_password or "")
         result.append(ProbeUser(str(item["username"]), password))
     return tuple(result)
+
+
+def _flag(value, name):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"bad on-call configuration: {name} must be true or false, got {value!r}")
+
+
+def read_demo_credentials(path):
+    """alice and bob from seed_demo_users' file (`username password` lines); () when absent."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return ()
+    pairs = dict(line.split()[:2] for line in text.splitlines()
+                 if not line.startswith("#") and len(line.split()) >= 2)
+    return tuple(ProbeUser(name, pairs[name]) for name in ("alice", "bob") if name in pairs)
 
 
 def read_accounts_file(path):

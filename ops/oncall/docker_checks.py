@@ -27,23 +27,28 @@ def compose_services(ctx):
     """compose:<service> per service of the project (or one `compose` line when N/A)."""
     cfg = ctx.cfg
     try:
-        client = _client(ctx.target, cfg.timeout("docker"))
+        client = _client(ctx.target, ctx.timeout("docker"))
     except DockerUnavailable as exc:
         return [not_applicable("compose", str(exc))]
     except Exception as exc:  # the engine answered something unexpected
         return [unknown("compose", f"Docker engine check failed: {type(exc).__name__}: {exc}")]
     try:
         try:
+            # sparse: one API call for the whole list (not one inspect per container, each a
+            # round trip through SSH); only exited containers are inspected (restart policy).
             containers = client.containers.list(
-                all=True, filters={"label": f"{PROJECT_LABEL}={cfg.compose_project}"}
+                all=True, sparse=True, filters={"label": f"{PROJECT_LABEL}={cfg.compose_project}"}
             )
+            for container in containers:
+                container.attrs = _full_state(container)
         except Exception as exc:
             return [unknown("compose", f"cannot list containers: {type(exc).__name__}: {exc}")]
         by_service = {}
         for container in containers:
-            if container.labels.get(ONEOFF_LABEL) == "True":
+            labels = container.attrs.get("Labels") or (container.attrs.get("Config") or {}).get("Labels") or {}
+            if labels.get(ONEOFF_LABEL) == "True":
                 continue  # `docker compose run` one-offs are not services
-            service = container.labels.get(SERVICE_LABEL, container.name)
+            service = labels.get(SERVICE_LABEL, container.short_id)
             by_service.setdefault(service, []).append(container)
         missing = [s for s in cfg.compose_services if s not in by_service]
         if not by_service and not missing:
@@ -59,6 +64,23 @@ def compose_services(ctx):
     finally:
         with contextlib.suppress(Exception):
             client.close()
+
+
+def _full_state(container):
+    """Inspect-shaped attrs from a sparse list entry; an exited container is inspected."""
+    attrs = container.attrs
+    if isinstance(attrs.get("State"), dict):
+        return attrs
+    if attrs.get("State") == "exited":
+        container.reload()
+        return container.attrs
+    text = attrs.get("Status") or ""
+    health = next((h for marker, h in (("(healthy)", "healthy"), ("(unhealthy)", "unhealthy"),
+                                       ("(health: starting)", "starting")) if marker in text), None)
+    state = {"Status": attrs.get("State")}
+    if health:
+        state["Health"] = {"Status": health}
+    return {**attrs, "State": state}
 
 
 def _service_result(service, containers):

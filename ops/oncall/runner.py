@@ -22,23 +22,31 @@ def _http_port(ctx):
     return [checks.tcp_port(ctx, "http")]
 
 
-def _one(fn):
-    return lambda ctx: [fn(ctx)]
+def _one(fn, check):
+    """A step of one check, named like its result (for 'not checked' and 'crashed' lines)."""
+    step = lambda ctx: [fn(ctx)]  # noqa: E731
+    step.__name__ = check
+    return step
+
+
+_ports.__name__, _http_port.__name__ = "ports", "port-http"
 
 
 # Each task: what it is for, and its steps in order (each step returns a list of results).
 TASKS = {
     "health": ("every check of the host except the end-to-end probe", [
-        _ports, _one(checks.liveness), _one(checks.readiness), _one(checks.ws_with_token),
-        _one(checks.ws_without_token), _one(checks.redis_ping), docker_checks.compose_services,
+        _ports, _one(checks.liveness, "liveness"), _one(checks.readiness, "readiness"),
+        _one(checks.ws_with_token, "ws-token"), _one(checks.ws_without_token, "ws-no-token"),
+        _one(checks.redis_ping, "redis"), docker_checks.compose_services,
     ]),
     "probe": ("a message from one probe user to the other, timed on room and inbox sockets", [
         _ports, checks.probe,
     ]),
     "ports": ("TCP reachability of the WebSocket and HTTP ports", [_ports]),
-    "redis-ping": ("Redis PING -> PONG", [_one(checks.redis_ping)]),
+    "redis-ping": ("Redis PING -> PONG", [_one(checks.redis_ping, "redis")]),
     "status": ("HTTP liveness and readiness, and the Compose services", [
-        _http_port, _one(checks.liveness), _one(checks.readiness), docker_checks.compose_services,
+        _http_port, _one(checks.liveness, "liveness"), _one(checks.readiness, "readiness"),
+        docker_checks.compose_services,
     ]),
 }
 
@@ -72,24 +80,25 @@ class Run:
         return [r for h in self.hosts for r in h.results]
 
 
-def budget(cfg, task):
-    """Longest a host may take: SSH login plus every timeout its steps could spend, plus slack."""
-    t = cfg.timeouts
-    per_step = {
-        "health": 2 * t["connect"] + 3 * t["http"] + 3 * t["ws"] + t["connect"] + t["redis"] + 3 * t["docker"],
-        "probe": 2 * t["connect"] + 2 * t["http"] + 3 * t["ws"] + t["probe"] + 2 * t["http"],
-        "ports": 2 * t["connect"],
-        "redis-ping": t["connect"] + t["redis"],
-        "status": t["connect"] + 2 * t["http"] + 3 * t["docker"],
-    }[task]
-    return t["ssh"] + per_step + 5.0
+# A host's thread still running this long after its budget (a call that ignored its
+# timeout) is abandoned and reported UNKNOWN.
+ABANDON_AFTER = 1.0
+
+
+BUDGET_SETTINGS = {False: "timeouts.host", True: "timeouts.host + timeouts.probe"}
+
+
+def budget(cfg, task="health"):
+    """Longest a host may take (timeouts.host): every check's timeout is cut to what is left.
+    The probe may in addition wait timeouts.probe for its message."""
+    return cfg.timeout("host") + (cfg.timeout("probe") if task == "probe" else 0.0)
 
 
 def check_host(task, name, cfg, fabric_config):
     """All steps of `task` on one host -> HostReport."""
     started = time.monotonic()
     report = HostReport(name)
-    target = make_target(name, fabric_config, cfg)
+    target = make_target(name, fabric_config, cfg, budget(cfg, task))
     try:
         target.open()
     except TargetUnavailable as exc:
@@ -97,8 +106,13 @@ def check_host(task, name, cfg, fabric_config):
         report.seconds = time.monotonic() - started
         return report
     try:
-        ctx = checks.HostContext(cfg, target)
+        ctx = checks.HostContext(cfg, target, started, budget(cfg, task))
         for step in TASKS[task][1]:
+            if ctx.remaining() < checks.MIN_TIMEOUT:
+                name_ = getattr(step, "__name__", "check").strip("_<>") or "check"
+                report.results.append(_on(name, unknown(
+                    name_, f"not checked: the host's {budget(cfg, task):g} s budget ({BUDGET_SETTINGS[task == 'probe']}) ran out")))
+                continue
             try:
                 produced = step(ctx)
             except Exception as exc:  # a bug or an unforeseen failure: say so, keep going
@@ -106,8 +120,9 @@ def check_host(task, name, cfg, fabric_config):
                 produced = [unknown(name_, f"check crashed: {type(exc).__name__}: {exc}")]
             report.results.extend(_on(name, r) for r in produced)
     finally:
-        target.close()
-    report.seconds = time.monotonic() - started
+        report.seconds = time.monotonic() - started
+        # Tearing SSH tunnels down can take seconds; the results are complete without it.
+        threading.Thread(target=target.close, name=f"oncall-close-{name}", daemon=True).start()
     return report
 
 
@@ -115,7 +130,7 @@ def run(task, cfg, fabric_config):
     """Run `task` on every configured host in parallel -> Run."""
     if task not in TASKS:
         raise KeyError(task)
-    limit = budget(cfg, task)
+    limit = budget(cfg, task) + ABANDON_AFTER
     slots = {}
     threads = []
     for name in cfg.hosts:

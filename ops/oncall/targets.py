@@ -155,10 +155,10 @@ class SSHTarget:
         return f"{host}:{port} on {self.name}"
 
 
-def make_target(name, fabric_config, cfg):
+def make_target(name, fabric_config, cfg, budget):
     if is_local(name):
         return LocalTarget(name)
-    return SSHTarget(name, fabric_config, cfg.timeout("ssh"), cfg.timeout("connect"))
+    return SSHTarget(name, fabric_config, min(cfg.timeout("ssh"), budget), cfg.timeout("connect"))
 
 
 # -- helpers -------------------------------------------------------------------------------

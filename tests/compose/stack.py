@@ -1,5 +1,6 @@
 """Drive the real compose.yaml from tests: a throwaway project on free ports, every wait
-bounded, and a check that `down -v` leaves nothing behind."""
+bounded, and a check that `down -v` leaves nothing behind. `NewcomerStack` takes the
+README's path instead: a clean clone, no .env, `make up`."""
 
 import contextlib
 import os
@@ -10,20 +11,12 @@ import subprocess
 import time
 import uuid
 
+from ops import compose_images
 from tests.support import services
 from tests.support.live import REPO_DIR, free_port, http_json
 
-COMPOSE_FILE = REPO_DIR / "compose.yaml"
 ENV_EXAMPLE = REPO_DIR / ".env.example"
 
-def _base_images():
-    """The images the stack is built from and runs, as the Dockerfile and compose.yaml name them."""
-    python = re.search(r"^ARG BASE_IMAGE=(\S+)", (REPO_DIR / "Dockerfile").read_text(), re.M).group(1)
-    services = re.findall(r"^\s+image:\s*\$?\{?[A-Z_]*:?-?((?:postgres|redis):[\w.]+)", COMPOSE_FILE.read_text(), re.M)
-    return (python, *sorted(set(services)))
-
-
-BASE_IMAGES = _base_images()
 PORT_VARS = ("BACKEND_WS_PORT", "BACKEND_HTTP_PORT", "REDIS_PORT", "POSTGRES_PORT")
 
 
@@ -42,7 +35,9 @@ def docker_status():
         compose = run(["docker", "compose", "version", "--short"], timeout=20)
         if compose.returncode != 0:
             return False, "Compose v2 is missing (docker compose version failed); run ops/bootstrap-docker.sh"
-        for image in BASE_IMAGES:
+        # The images .env.example names (the one place they are written), as Compose resolves them.
+        base_images = compose_images.needed_images(compose_images.compose_config(REPO_DIR, ENV_EXAMPLE, env=clean_env()))
+        for image in base_images:
             if run(["docker", "image", "inspect", image], timeout=20).returncode == 0:
                 continue
             pulled = run(["docker", "pull", "--quiet", image], timeout=180)
@@ -50,17 +45,24 @@ def docker_status():
                 return False, f"base image {image} is missing and cannot be pulled; run ops/bootstrap-docker.sh"
     except subprocess.TimeoutExpired as exc:
         return False, f"{' '.join(exc.cmd)} timed out"
+    except compose_images.ImageError as exc:
+        return False, str(exc)
     return True, ""
+
+
+def example_settings():
+    """{variable: value} of .env.example (the secrets are empty there)."""
+    settings = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        match = re.match(r"\s*([A-Z][A-Z0-9_]*)=(.*)", line)
+        if match:
+            settings[match.group(1)] = match.group(2).strip()
+    return settings
 
 
 def compose_variables():
     """Every variable .env.example documents: the tests set them, the caller's shell must not."""
-    names = set()
-    for line in ENV_EXAMPLE.read_text().splitlines():
-        match = re.match(r"\s*([A-Z][A-Z0-9_]*)=", line)
-        if match:
-            names.add(match.group(1))
-    return names
+    return set(example_settings())
 
 
 class ComposeStack:
@@ -74,6 +76,7 @@ class ComposeStack:
         self.ports = dict(zip(PORT_VARS, sorted(ports)))
         self.image = f"habitto-chat:{self.project}"
         self.settings = {
+            **{k: v for k, v in example_settings().items() if v},  # the image names, among others
             "SECRET_KEY": secrets.token_urlsafe(50),
             "POSTGRES_PASSWORD": secrets.token_hex(16),
             "BACKEND_IMAGE": self.image,
@@ -83,17 +86,19 @@ class ComposeStack:
         self.env_file = workdir / "stack.env"
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.settings.items()))
         self.env_file.chmod(0o600)
-        # The caller's shell would override the env file (Compose precedence): drop it.
-        drop = compose_variables() | {"DEBUG", "DATABASE_URL", "REDIS_URL"}
-        self.env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("COMPOSE_")}
+        self.env = clean_env()
+        self.repo_dir = REPO_DIR
         self.brought_up = False
 
     # --- commands -----------------------------------------------------------------
+    def compose_command(self, *args):
+        return ["docker", "compose", "-p", self.project, "--env-file", str(self.env_file),
+                "-f", str(self.repo_dir / "compose.yaml"), *args]
+
     def compose(self, *args, timeout=120, check=True):
-        command = ["docker", "compose", "-p", self.project, "--env-file", str(self.env_file),
-                   "-f", str(COMPOSE_FILE), *args]
+        command = self.compose_command(*args)
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                cwd=REPO_DIR, env=self.env)
+                                cwd=self.repo_dir, env=self.env)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"{' '.join(command[2:])} exited {result.returncode}:\n{result.stdout[-3000:]}\n"
@@ -109,9 +114,8 @@ class ComposeStack:
     def logs(self, tail=60):
         try:
             result = subprocess.run(
-                ["docker", "compose", "-p", self.project, "--env-file", str(self.env_file),
-                 "-f", str(COMPOSE_FILE), "logs", "--no-color", "--tail", str(tail)],
-                capture_output=True, text=True, timeout=60, cwd=REPO_DIR, env=self.env,
+                self.compose_command("logs", "--no-color", "--tail", str(tail)),
+                capture_output=True, text=True, timeout=60, cwd=self.repo_dir, env=self.env,
             )
             return result.stdout[-12000:] + result.stderr[-2000:]
         except subprocess.TimeoutExpired:
@@ -188,13 +192,55 @@ class ComposeStack:
         return time.monotonic() - started
 
 
+def clean_env():
+    """This process's environment without the stack's variables: the caller's shell would
+    override the env file (Compose precedence)."""
+    drop = compose_variables() | {"DEBUG", "DATABASE_URL", "REDIS_URL"}
+    return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("COMPOSE_")}
+
+
+class NewcomerStack(ComposeStack):
+    """The README's path: `git clone`, then `make up` with no .env, nothing edited.
+
+    The clone is of this checkout's HEAD commit (uncommitted changes are not in it).
+    Only what must differ from a newcomer's machine is set, in the environment (which
+    wins over .env): the project name, free ports and the image tag, so the test
+    collides with nothing. .env itself is `make up`'s work; `make_output` is what it said.
+    """
+
+    def __init__(self, workdir):
+        super().__init__(workdir)
+        self.repo_dir = workdir / "clone"
+        head = subprocess.run(["git", "-C", str(REPO_DIR), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=30, check=True).stdout.strip()
+        for command in (["git", "clone", "--quiet", "--no-checkout", str(REPO_DIR), str(self.repo_dir)],
+                        ["git", "-C", str(self.repo_dir), "checkout", "--quiet", "--detach", head]):
+            subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+        self.env_file = self.repo_dir / ".env"
+        self.settings = {"BACKEND_IMAGE": self.image, "ACCESS_LOG": "0",
+                         **{name: str(port) for name, port in self.ports.items()}}
+        self.env.update(self.settings, COMPOSE_PROJECT_NAME=self.project)
+        self.make_output = ""
+
+    def up(self, timeout=240):
+        assert not self.env_file.exists(), "a fresh clone has no .env"
+        self.brought_up = True
+        result = subprocess.run(["make", "up", f"UP_TIMEOUT={timeout}"], capture_output=True, text=True,
+                                timeout=timeout + 600, cwd=self.repo_dir, env=self.env)
+        self.make_output = result.stdout + result.stderr
+        if result.returncode != 0:
+            raise AssertionError(f"make up exited {result.returncode}:\n{self.make_output[-5000:]}\n"
+                                 f"--- logs ---\n{self.logs()}")
+
+
 @contextlib.contextmanager
-def running_stack(folder):
-    """The real compose.yaml up for a module's tests; afterwards `down -v` and the image
-    removed. Skips loudly (fails under REQUIRE_SERVICES=1) without a Docker engine."""
+def running_stack(folder, newcomer=False):
+    """The real compose.yaml up for a module's tests (with `newcomer`, a clean clone and
+    `make up`); afterwards `down -v` and the image removed. Skips loudly (fails under
+    REQUIRE_SERVICES=1) without a Docker engine."""
     available, why = docker_status()
     services.require("docker", available, why)
-    stack = ComposeStack(folder)
+    stack = NewcomerStack(folder) if newcomer else ComposeStack(folder)
     try:
         stack.up()
         yield stack

@@ -1,6 +1,7 @@
 """The real compose.yaml on a real Docker engine (issue 4): one throwaway project on free
-ports, brought up once for the module; the tests run in order against it and the last
-one proves `docker compose down -v` leaves nothing behind.
+ports, brought up once for the module the way the README tells a newcomer (a clean clone,
+no .env, `make up`; issue 12); the tests run in order against it and the last one proves
+`docker compose down -v` leaves nothing behind.
 
 Needs a Docker engine, Compose v2 and the base images (ops/bootstrap-docker.sh);
 without them the module skips loudly (fails under REQUIRE_SERVICES=1).
@@ -9,13 +10,14 @@ without them the module skips loudly (fails under REQUIRE_SERVICES=1).
 import json
 import re
 import shutil
+import stat
 import time
 from datetime import datetime
 
 import pytest
 
 from habitto_client import ChatSocket, Timeout, inbox_url, room_url
-from tests.compose.stack import ComposeStack, run, running_stack
+from tests.compose.stack import ENV_EXAMPLE, ComposeStack, run, running_stack
 from tests.support import services
 from tests.support.chat import check_inbox_frame, check_room_frame, marker, recv_until, thread_ids
 from tests.support.live import http_json
@@ -28,7 +30,7 @@ WAIT = 10  # seconds for a frame that must come (cross-container, through Redis)
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with running_stack(tmp_path_factory.mktemp("compose")) as stack:
+    with running_stack(tmp_path_factory.mktemp("compose"), newcomer=True) as stack:
         yield stack
 
 
@@ -78,7 +80,29 @@ def post_message(stack, port, sender, receiver_id, content):
                      {"receiver": receiver_id, "content": content}, token=sender["access"])
 
 
-# --- the image and the stack -------------------------------------------------------------
+# --- the newcomer's path, the image and the stack ----------------------------------------
+
+
+def test_make_up_on_a_clean_clone_created_env_with_fresh_secrets(stack):
+    """`make up` found no .env, made one from .env.example (mode 0600, random secrets) and said where."""
+    env_file = stack.env_file
+    assert env_file.is_file()
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert f"Created {env_file} from .env.example with a fresh random SECRET_KEY and POSTGRES_PASSWORD (mode 0600)" \
+        in stack.make_output, stack.make_output
+    created = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if re.match(r"[A-Z]", line))
+    assert len(created["SECRET_KEY"]) >= 50 and len(set(created["SECRET_KEY"])) >= 5
+    assert len(created["POSTGRES_PASSWORD"]) >= 32
+    assert created["SECRET_KEY"] not in stack.make_output  # said where, not what
+    # Everything else is .env.example as shipped: the newcomer edited nothing.
+    example = (stack.repo_dir / ".env.example").read_text()
+    for name, value in created.items():
+        if name not in ("SECRET_KEY", "POSTGRES_PASSWORD"):
+            assert f"\n{name}={value}\n" in example, name
+    # The clone is clean apart from the git-ignored .env.
+    status = run(["git", "-C", str(stack.repo_dir), "status", "--porcelain", "--ignored"]).stdout
+    assert status.split() == ["!!", ".env"], status
+
 
 
 def test_stack_is_healthy_in_dependency_order(stack):
@@ -260,7 +284,8 @@ def test_compose_refuses_to_start_without_secret_key(tmp_path):
     if not shutil.which("docker") or run(["docker", "compose", "version"]).returncode != 0:
         services.require("docker", False, "no docker CLI with Compose v2 (run ops/bootstrap-docker.sh)")
     stack = ComposeStack(tmp_path)
-    stack.env_file.write_text("POSTGRES_PASSWORD=x\n")
+    # .env.example copied by hand with the secret left empty.
+    stack.env_file.write_text(ENV_EXAMPLE.read_text().replace("\nPOSTGRES_PASSWORD=\n", "\nPOSTGRES_PASSWORD=x\n"))
     result = stack.compose("config", "--quiet", check=False)
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr and ".env.example" in result.stderr, result.stderr

@@ -40,7 +40,9 @@ def test_compose_profile_master_and_two_workers(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     project = f"habitto-lt-{uuid.uuid4().hex[:8]}"
-    compose = ["docker", "compose", "-p", project, "-f", str(COMPOSE_FILE), "--profile", "loadtest"]
+    # The base image's name is written only in .env.example (as a newcomer's .env has it).
+    compose = ["docker", "compose", "-p", project, "--env-file", str(REPO_DIR / ".env.example"),
+               "-f", str(COMPOSE_FILE), "--profile", "loadtest"]
     compose_env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LOADTEST_HTTP": f"http://127.0.0.1:{ports[1]}",

@@ -47,6 +47,8 @@ class FabRun:
 def fab(*args, env=None, timeout=90):
     """Run `fab ARGS` from the repository root with ONCALL_* taken only from `env`."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ONCALL_")}
+    # A developer's own `make run` demo users must not stand in for the accounts a test set up.
+    full_env["ONCALL_DEMO_USERS"] = "0"
     full_env.update({k: str(v) for k, v in (env or {}).items()})
     started = time.monotonic()
     completed = subprocess.run(

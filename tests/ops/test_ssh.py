@@ -72,7 +72,9 @@ def test_remote_silent_port_within_timeout(live, sshd, silent_port):
     assert "no answer within 1.5 s" in checks["ws-token"]["text"]
     assert checks["ws-no-token"]["status"] == "UNKNOWN"  # the hung port is not tried twice
     assert checks["liveness"]["status"] == "OK"
-    assert run.seconds < 1.5 + 8, f"took {run.seconds:.1f}s"
+    # Within the host's budget (timeouts.host, 8 s) plus fab's start-up on a busy machine.
+    assert run.json["hosts"][0]["seconds"] <= 8 + 0.3, run
+    assert run.seconds < 8 + 3.5, f"took {run.seconds:.1f}s"
 
 
 def test_unreachable_ssh_host_is_unknown(live, sshd):
