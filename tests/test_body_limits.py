@@ -7,7 +7,6 @@ import socket
 import time
 
 import pytest
-from rest_framework.test import APIClient
 
 from habitto_server.asgi import application
 from tests.support.live import LiveServer, free_port, server_env

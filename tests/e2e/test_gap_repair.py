@@ -10,9 +10,7 @@ import time
 import pytest
 
 from habitto_client import ChatSocket, SocketClosed, Timeout, inbox_url, room_url
-from tests.e2e.test_redis_outage import own_redis, readiness  # noqa: F401 (a fixture)
-from tests.support.chat import login, marker, provision, wait_for
-from tests.support.live import LiveServer, free_port, manage, server_env
+from tests.support.chat import login, marker, two_servers, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 
@@ -50,16 +48,9 @@ def ids_from(frames, sender_id, key):
 
 
 def test_messages_sent_during_a_redis_outage_reach_the_other_process_exactly_once_in_order(
-    tmp_path, own_redis, postgres_database  # noqa: F811
+    tmp_path, own_redis, postgres_database
 ):
-    env = server_env(tmp_path, database_url=postgres_database, redis_url=own_redis.url)
-    manage(env, "migrate", "--noinput")
-    a, b = provision(env, 2, "gap")
-    first = LiveServer(env, [free_port()], tmp_path / "first.log")
-    second = LiveServer(env, [free_port()], tmp_path / "second.log")
-    with first, second:
-        for server in (first, second):
-            wait_for(lambda: readiness(server)[0] == 200, 15, what="readiness before the outage")
+    with two_servers(tmp_path, postgres_database, own_redis.url, "gap") as (env, first, second, (a, b)):
         ta, tb = login(first.http_url(), a), login(second.http_url(), b)
         readers = {
             ("a", "room"): Reader(ChatSocket.open(room_url(first.ws_url(), a["id"], b["id"], ta))),

@@ -8,27 +8,15 @@ import json
 import pytest
 
 from habitto_client import ChatSocket
-from tests.support.chat import drain, login, marker, provision, recv_until, wait_for
-from tests.support.live import LiveServer, free_port, http_json, manage, server_env
+from tests.support.chat import drain, login, marker, recv_until, two_servers
+from tests.support.live import http_json, manage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 
 
-def ready(server):
-    status, body = http_json("GET", f"{server.http_url()}/readyz", timeout=10)
-    return status == 200 and body["checks"]["redis"]["ok"] and body["checks"]["channel_layer"]["ok"]
-
-
 @pytest.fixture
-def two_servers(tmp_path, postgres_database, redis_url):
-    env = server_env(tmp_path, database_url=postgres_database, redis_url=redis_url)
-    manage(env, "migrate", "--noinput")
-    users = provision(env, 2, "notif")
-    first = LiveServer(env, [free_port()], tmp_path / "first.log")
-    second = LiveServer(env, [free_port()], tmp_path / "second.log")
-    with first, second:
-        for server in (first, second):
-            wait_for(lambda: ready(server), 15, what="readiness with Redis")
+def servers(tmp_path, postgres_database, redis_url):
+    with two_servers(tmp_path, postgres_database, redis_url, "notif") as (env, first, second, users):
         yield env, first, second, users
 
 
@@ -42,8 +30,8 @@ def publish(env, user, kind, message, data):
     return json.loads(out)
 
 
-def test_a_command_in_a_third_process_reaches_only_the_recipients_sockets_on_both_servers(two_servers):
-    env, first, second, (a, b) = two_servers
+def test_a_command_in_a_third_process_reaches_only_the_recipients_sockets_on_both_servers(servers):
+    env, first, second, (a, b) = servers
     ta, tb = login(first.http_url(), a), login(second.http_url(), b)
     a_property = [socket(first, "property", a, ta), socket(second, "property", a, ta)]
     a_tenant = [socket(second, "tenant", a, ta)]

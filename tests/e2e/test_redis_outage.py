@@ -2,59 +2,15 @@
 are still stored and echoed (local delivery), readiness reports Redis down, live
 cross-process delivery resumes by itself, and nothing acknowledged is lost."""
 
-import shutil
-import subprocess
 import time
 
 import pytest
 
 from habitto_client import ChatSocket, Timeout, room_url
-from tests.support.chat import login, marker, provision, recv_until, thread_ids, wait_for
-from tests.support.live import LiveServer, free_port, http_json, manage, server_env
-from tests.support.services import check_redis, require
+from tests.support.chat import login, marker, provision, readiness, recv_until, thread_ids, two_servers, wait_for
+from tests.support.live import LiveServer, free_port, manage, server_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
-
-
-class OwnRedis:
-    """A redis-server of this test's own, on a free port, that the test may kill."""
-
-    def __init__(self, binary, port, folder):
-        self.binary, self.port, self.folder = binary, port, folder
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process = None
-
-    def start(self):
-        log = open(self.folder / "redis.log", "ab")
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.folder,
-        )
-        log.close()
-        wait_for(lambda: self.process.poll() is None and check_redis(self.url)[0], 10, 0.1,
-                 what=f"redis-server on port {self.port}")
-
-    def kill(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    binary = shutil.which("redis-server")
-    require("redis-server binary", binary, "redis-server is not on PATH")
-    redis = OwnRedis(binary, free_port(), tmp_path)
-    redis.start()
-    yield redis
-    redis.kill()
-
-
-def readiness(server):
-    """(status, the redis check) from /readyz."""
-    status, body = http_json("GET", f"{server.http_url()}/readyz", timeout=10)
-    return status, body["checks"].get("redis") if isinstance(body, dict) else body
 
 
 class Conversation:
@@ -99,14 +55,7 @@ class Conversation:
 
 def test_redis_outage_loses_nothing_acknowledged_and_delivery_resumes(tmp_path, own_redis, postgres_database):
     """Redis killed under traffic: echoes go on, /readyz 503, delivery resumes after restart, nothing acked lost."""
-    env = server_env(tmp_path, database_url=postgres_database, redis_url=own_redis.url)
-    manage(env, "migrate", "--noinput")
-    a, b = provision(env, 2, "outage")
-    first = LiveServer(env, [free_port()], tmp_path / "first.log")
-    second = LiveServer(env, [free_port()], tmp_path / "second.log")
-    with first, second:
-        for server in (first, second):
-            wait_for(lambda: readiness(server)[0] == 200, 15, what="readiness before the outage")
+    with two_servers(tmp_path, postgres_database, own_redis.url, "outage") as (env, first, second, (a, b)):
         ta, tb = login(first.http_url(), a), login(second.http_url(), b)
         sock_a = ChatSocket.open(room_url(first.ws_url(), a["id"], b["id"], ta))
         sock_b = ChatSocket.open(room_url(second.ws_url(), a["id"], b["id"], tb))

@@ -11,36 +11,23 @@ from tests.support.chat import (
     login,
     marker,
     message_of,
-    provision,
     recv_until,
-    wait_for,
+    two_servers,
 )
-from tests.support.live import LiveServer, free_port, http_json, manage, server_env
+from tests.support.live import http_json, manage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 
 
-def ready(server):
-    status, body = http_json("GET", f"{server.http_url()}/readyz", timeout=10)
-    return status == 200 and body["checks"]["redis"]["ok"] and body["checks"]["channel_layer"]["ok"]
-
-
 @pytest.fixture
-def two_servers(tmp_path, postgres_database, redis_url):
-    env = server_env(tmp_path, database_url=postgres_database, redis_url=redis_url)
-    manage(env, "migrate", "--noinput")
-    users = provision(env, 2, "pair")
-    first = LiveServer(env, [free_port()], tmp_path / "first.log")
-    second = LiveServer(env, [free_port()], tmp_path / "second.log")
-    with first, second:
-        for server in (first, second):
-            wait_for(lambda: ready(server), 15, what="readiness with Redis")
+def servers(tmp_path, postgres_database, redis_url):
+    with two_servers(tmp_path, postgres_database, redis_url, "pair") as (env, first, second, users):
         yield first, second, users
 
 
-def test_http_post_on_one_process_reaches_sockets_on_the_other(two_servers):
+def test_http_post_on_one_process_reaches_sockets_on_the_other(servers):
     """HTTP on process 1 reaches room and inbox sockets on process 2 live, and a socket send comes back."""
-    first, second, (a, b) = two_servers
+    first, second, (a, b) = servers
     ta, tb = login(first.http_url(), a), login(second.http_url(), b)
     ws2 = second.ws_url()
     room_a2 = ChatSocket.open(room_url(ws2, a["id"], b["id"], ta))
@@ -82,9 +69,9 @@ def test_http_post_on_one_process_reaches_sockets_on_the_other(two_servers):
             sock.close()
 
 
-def test_server_side_code_in_another_process_reaches_sockets(two_servers):
+def test_server_side_code_in_another_process_reaches_sockets(servers):
     """A message stored by a management command reaches sockets on both server processes."""
-    first, second, (a, b) = two_servers
+    first, second, (a, b) = servers
     tb = login(second.http_url(), b)
     room_b1 = ChatSocket.open(room_url(first.ws_url(), a["id"], b["id"], tb))
     inbox_b2 = ChatSocket.open(inbox_url(second.ws_url(), b["id"], tb))

@@ -4,10 +4,11 @@ frame checks and bounded waits around habitto_client's ChatSocket."""
 import json
 import time
 import uuid
+from contextlib import contextmanager
 
 from habitto_client import Timeout
 
-from tests.support.live import http_json, manage
+from tests.support.live import LiveServer, free_port, http_json, manage, server_env
 
 PASSWORD = "E2e-test-Passw0rd!"
 MESSAGE_KEYS = {"id", "sender", "receiver", "content", "created_at", "edited_at", "is_read", "client_id"}
@@ -107,3 +108,29 @@ def thread_ids(http_url, token, other_id):
         if not url:
             return ids
     raise AssertionError("thread pagination did not end")
+
+
+def readiness(server):
+    """(status, the redis check) from /readyz."""
+    status, body = http_json("GET", f"{server.http_url()}/readyz", timeout=10)
+    return status, body["checks"].get("redis") if isinstance(body, dict) else body
+
+
+def ready_with_redis(server):
+    status, body = http_json("GET", f"{server.http_url()}/readyz", timeout=10)
+    return status == 200 and body["checks"]["redis"]["ok"] and body["checks"]["channel_layer"]["ok"]
+
+
+@contextmanager
+def two_servers(folder, database_url, redis_url, prefix):
+    """Two server processes on one database and one Redis, migrated, with two users,
+    both ready: (env, first, second, users)."""
+    env = server_env(folder, database_url=database_url, redis_url=redis_url)
+    manage(env, "migrate", "--noinput")
+    users = provision(env, 2, prefix)
+    first = LiveServer(env, [free_port()], folder / "first.log")
+    second = LiveServer(env, [free_port()], folder / "second.log")
+    with first, second:
+        for server in (first, second):
+            wait_for(lambda: ready_with_redis(server), 15, what="readiness with Redis")
+        yield env, first, second, users
