@@ -9,6 +9,7 @@ import time
 import pytest
 
 from habitto_server.asgi import application
+from habitto_server.bodylimit import body_limit
 from tests.support.live import LiveServer, free_port, server_env
 
 LIMIT = 100_000
@@ -99,6 +100,23 @@ async def test_the_picture_upload_route_takes_an_upload_sized_body(small_limits)
     status, _, _ = await call("POST", "/api/profiles/me/picture/", feeder, "multipart/form-data; boundary=x")
     assert status == 413
     assert feeder.pulled == 0
+
+
+@pytest.mark.parametrize("path", [
+    "/api/users/",  # POST: registration with a picture
+    "/api/profiles/me/picture/",
+    "/api/profiles/upload_profile_picture/",  # POST: the app's edit-profile photo
+    "/api/profiles/7/",  # PATCH: the app's photo at sign-up; PUT: updateProfile(profileImage:)
+    "/api/profiles/update_me/",  # PATCH/PUT, multipart accepted
+    "/api/profiles/me/",
+])
+def test_every_route_that_takes_a_picture_allows_an_upload_sized_body(settings, path):
+    """The shipped app uploads through its own paths (a 800x800 PNG is up to ~1.9 MB):
+    each takes the same MAX_UPLOAD_BYTES as /api/profiles/me/picture/, nothing else does."""
+    assert body_limit(path) == settings.UPLOAD_BODY_BYTES > settings.MAX_BODY_BYTES
+    for other in ("/api/profiles/", "/api/profiles/7/verify/", "/api/profiles/me/x/", "/api/messages/",
+                  "/api/users/me/", "/api/profiles/upload_profile_picture/x/", "/api/users"):  # fmt: skip
+        assert body_limit(other) == settings.MAX_BODY_BYTES, other
 
 
 @pytest.mark.django_db

@@ -3,18 +3,22 @@
 Django's ASGI handler reads the whole body (into a temporary file) before any view or
 parser runs, and DRF's form and multipart parsers do not apply
 DATA_UPLOAD_MAX_MEMORY_SIZE. This ASGI middleware refuses a body over its route's limit
-(settings.BODY_LIMITS, else MAX_BODY_BYTES) with a 413 in the JSON envelope: at once when
+(settings.BODY_LIMITS, path patterns; else MAX_BODY_BYTES) with a 413 in the JSON envelope: at once when
 Content-Length says so, and for a body without a length (chunked) as soon as the bytes
 received pass the limit; the rest is never read and the connection is closed.
 """
 
 import json
+import re
 
 from django.conf import settings
 
 
 def body_limit(path):
-    return settings.BODY_LIMITS.get(path, settings.MAX_BODY_BYTES)
+    for pattern, limit in settings.BODY_LIMITS.items():
+        if re.fullmatch(pattern, path):
+            return limit
+    return settings.MAX_BODY_BYTES
 
 
 def _declared_length(scope):

@@ -273,7 +273,13 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT") or STATE_DIR / "static")
 MAX_BODY_BYTES = env_int("MAX_BODY_BYTES", 1024 * 1024, 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 UPLOAD_BODY_BYTES = MAX_UPLOAD_BYTES + 64 * 1024
-BODY_LIMITS = {"/api/users/": UPLOAD_BODY_BYTES, "/api/profiles/me/picture/": UPLOAD_BODY_BYTES}
+# Keys are regular expressions matched against the whole path: every route that takes a
+# `profile_picture` (registration, both upload paths, and the profile writes the app sends
+# as multipart: update_me, me, <id>).
+BODY_LIMITS = {
+    r"/api/users/": UPLOAD_BODY_BYTES,
+    r"/api/profiles/(me/picture|upload_profile_picture|update_me|me|[0-9]+)/": UPLOAD_BODY_BYTES,
+}
 
 
 def env_rate(name, default):
