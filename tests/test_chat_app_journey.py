@@ -5,8 +5,9 @@ The specification is the app's source (repository marvinjoel2001/habitto, read a
 49cde26): every row of JOURNEY names the Dart file the call and its reads come from.
 Requests go through the project's ASGI application as the app's Dio client sends them
 (`Content-Type: application/json`, `Accept: application/json`, the bearer token except on
-login, register and refresh; uploads as Dio's FormData, the file part
-`application/octet-stream`), so the edge (body limits, the envelope) is on the path too.
+login, register and refresh; uploads as Dio's FormData with no content type given for
+the file, sent here as `application/octet-stream`), so the edge (body limits, the
+envelope) is on the path too.
 Sockets are the app's `?token=` sockets on the same application. Notifications are
 published through the action, as the host backend does (docs/notifications.md).
 
@@ -138,7 +139,8 @@ def picked_image(image_format):
 
 
 class Picture:
-    """A file part as Dio's MultipartFile.fromFile sends it: the file's base name, no type."""
+    """A file part as Dio's MultipartFile.fromFile(path) sends it: the file's base name, and
+    no content type chosen by the app (octet-stream here, the least the server may rely on)."""
 
     def __init__(self, content, name):
         self.content, self.name = content, name
@@ -210,8 +212,9 @@ def registration(username, user_type):
 # --- the journey ------------------------------------------------------------------------------
 # One row per call: (what the app does, Dart source, method, path, who calls, body, expected
 # status, reads of the answer). Paths and bodies are templates over `journey` (ids, tokens).
-# `who` is the user whose stored access token the interceptor adds (None: no Authorization).
-# "body." is the whole JSON answer; "data." what the app unwraps from the envelope.
+# `who`: "me", the caller's stored access token the interceptor adds; None: no Authorization.
+# The keys of the reads start at the whole JSON answer (what ApiService hands a service as
+# response['data']); "data." is what most services unwrap from the envelope.
 
 AUTH = "lib/features/auth/data/services/auth_service.dart"
 PROFILE_SERVICE = "lib/features/profile/data/services/profile_service.dart"
@@ -252,10 +255,10 @@ JOURNEY = [
     ("counterpart's profile", PROFILE_SERVICE, "GET", "/api/profiles/?user_id={other_id}", "me", {}, 200,
      {**ENVELOPE, **prefixed("data.results[]", PROFILE)}),
     # (the room socket opens here: conversation_page.dart _openWebSocket(), see the test)
-    # conversation_page.dart -> message_service.dart getThread(otherUserId, page: 1, pageSize: 50)
+    # conversation_page.dart _loadConversation() -> message_service.dart getThread(otherUserId, page: 1, pageSize: 50)
     ("thread", MESSAGES, "GET", "/api/messages/thread/?other_user_id={other_id}&page=1&page_size=50", "me", {}, 200,
      {**ENVELOPE, **prefixed("data.results[]", MESSAGE)}),
-    # chat_page.dart _loadConversations() -> message_service.dart getConversations() / parseConversationsEnvelope()
+    # chat_page.dart _loadMessages() -> message_service.dart getConversations() / parseConversationsEnvelope()
     ("conversations", MESSAGES, "GET", "/api/messages/conversations/", "me", {}, 200,
      {**ENVELOPE, **prefixed("data.results[].last_message", MESSAGE),
       "data.results[].counterpart": "Map",  # Map<String, dynamic>.from(json['counterpart'] as Map)
@@ -266,18 +269,18 @@ JOURNEY = [
     # chat_page.dart _buildMessageTile onTap -> message_service.dart markThreadRead(otherId): any 2xx
     ("mark read", MESSAGES, "POST", "/api/messages/mark_thread_read/", "me", {"json": {"other_user_id": "{other_id}"}}, 200,
      ENVELOPE),
-    # conversation_page.dart clear chat -> message_service.dart clearConversation(otherUserId): any 2xx
+    # conversation_page.dart _confirmAndClearConversation() -> message_service.dart clearConversation(): any 2xx
     ("clear", MESSAGES, "POST", "/api/messages/clear_conversation/", "me", {"json": {"other_user_id": "{other_id}"}}, 200,
      ENVELOPE),
-    # chat_page.dart _NotificationsPage._load() -> notification_service.dart list(pageSize: 50)
+    # chat_page.dart _NotificationsPageState._load() -> notification_service.dart list(pageSize: 50)
     ("notifications page", NOTIFICATIONS, "GET", "/api/notifications/?page=1&page_size=50", "me", {}, 200,
      {**ENVELOPE, "data.results[].id": "int?",  # (n['id'] as int?) ?? 0, passed to markAsRead(int)
       "data.results[].title": "String?", "data.results[].message": "String?", "data.results[].content": "String?",
       "data.results[].is_read": "bool?", "data.results[].created_at": "DateTime?"}),  # as String?, shown
     # chat_page.dart _loadUnreadNotificationsCount() -> notification_service.dart unreadCount():
     # resp['data'] is the whole body; `d['count'] is int` else results.length else 0
-    ("badge", NOTIFICATIONS, "GET", "/api/notifications/?is_read=false", "me", {}, 200, {**ENVELOPE, "body.count": "int"}),
-    # chat_page.dart _markAsRead(id) -> notification_service.dart markAsRead(id): post(..., {}); any 2xx
+    ("badge", NOTIFICATIONS, "GET", "/api/notifications/?is_read=false", "me", {}, 200, {**ENVELOPE, "count": "int"}),
+    # chat_page.dart _NotificationsPageState._markRead(id) -> notification_service.dart markAsRead(id): post(..., {}); any 2xx
     ("mark a notification read", NOTIFICATIONS, "POST", "/api/notifications/{notification_id}/mark_as_read/", "me",
      {"json": {}}, 200, ENVELOPE),
     # api_service.dart onError 401 -> _refreshToken(): no Authorization, both keys; reads access (and a
@@ -287,7 +290,7 @@ JOURNEY = [
      {**ENVELOPE, "data.access": "String", "data.refresh": "String?"}),
     # auth_service.dart isAuthenticated() -> getCurrentUser(): GET /api/users/me/, User.fromJson(data)
     ("current user after the refresh", AUTH, "GET", "/api/users/me/", "me", {}, 200, {**ENVELOPE, **prefixed("data", USER)}),
-    # profile_page.dart logout -> auth_service.dart logout(): post(logoutEndpoint, {}) with the bearer token
+    # profile_page.dart (logout button) -> auth_service.dart logout(): post(logoutEndpoint, {}) with the bearer token
     ("logout", AUTH, "POST", "/api/logout/", "me", {"json": {}}, 200, ENVELOPE),
 ]  # fmt: skip
 STEPS = {row[0]: row for row in JOURNEY}
@@ -308,21 +311,17 @@ def _fill(template, journey):
     return template
 
 
-async def step(name, journey, token=None):
+async def step(name, journey):
     """Make the row's call as the app does; check status and every read; return the body."""
     what, source, method, path, who, body, status, expect = STEPS[name]
-    if who is not None:
-        token = token or journey["access"]
     answered_status, answer = await http(
-        method, _fill(path, journey), token=token if who else None,
+        method, _fill(path, journey), token=journey["access"] if who else None,
         json_body=_fill(body.get("json"), journey), form=_fill(body.get("form"), journey),
     )  # fmt: skip
     label = f"{what} ({method} {path}, {source})"
     assert answered_status == status, (label, answered_status, answer)
     assert answer["success"] is True, (label, answer)
-    reads = {key: dart for key, dart in expect.items() if not key.startswith("body.")}
-    check_reads(answer, reads, label)
-    check_reads({"body": answer}, {key: dart for key, dart in expect.items() if key.startswith("body.")}, label)
+    check_reads(answer, expect, label)
     return answer
 
 
