@@ -8,22 +8,25 @@ Notifications (docs/notifications.md): do_publish_notification, do_mark_notifica
 """
 
 import functools
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from . import wire
-from .conversations import check_counterpart, get_or_create_conversation, participant
-from .errors import NotFound
+from .conversations import active_user_ids, check_counterpart, get_or_create_conversation, participant
+from .errors import ChatError, Conflict, Forbidden, NotFound, StoreFailed
 from .events import publish_on_commit
 from .metrics import MESSAGES_STORED
 from .models import Conversation, Message, Notification, Participant
 from .notifications import validate_notification
 from .sends import SendRequest, validate_client_id, validate_content
 from .users import UserCard, user_cards
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,65 +43,141 @@ def do_open_conversation(user_id, other_id):
 
 
 def do_send_message(sender_id, receiver_id, content, client_id=None):
-    """Validate and store one message (the REST and server-side path)."""
+    """Validate and store one message (the REST and server-side path); raises the
+    ChatError that refused it."""
     content = validate_content(content)
     client_id = validate_client_id(client_id)
     check_counterpart(sender_id, receiver_id)
     conversation = get_or_create_conversation(sender_id, receiver_id)
     request = SendRequest(sender_id, receiver_id, conversation.id, content, client_id)
-    return do_send_messages([request])[0]
+    result = do_send_messages([request])[0]
+    if isinstance(result, ChatError):
+        raise result
+    return result
 
 
 def do_send_messages(requests):
-    """Store already validated sends in one transaction (group commit); results keep order."""
+    """Store already validated sends (group commit). Results keep the requests' order:
+    each a SendResult, or the ChatError that refused that send alone; the rest of the
+    batch is stored and announced in one publish whatever happened to one of them.
+
+    A send is refused when its sender or receiver is no longer active (a room socket
+    opened before a deactivation): one query for the batch. All sends go in one
+    transaction; only when that fails are they stored again one by one, each in a
+    savepoint, so the success case costs the same few statements for any batch size."""
     if not requests:
         return []
-    cards = user_cards({r.sender_id for r in requests} | {r.receiver_id for r in requests})
-    try:
-        return _store_messages(requests, cards)
-    except IntegrityError:
-        # A concurrent batch stored the same client_id first: the retry finds it.
-        return _store_messages(requests, cards)
-
-
-def _store_messages(requests, cards):
-    now = timezone.now()
-    with transaction.atomic():
-        stored = _messages_by_client_id(requests)
-        results, new_messages = [], []
-        for request in requests:
-            key = (request.sender_id, request.client_id)
-            if request.client_id is not None and key in stored:
-                results.append(SendResult(stored[key], False))
-                continue
-            message = Message(
-                conversation_id=request.conversation_id,
-                sender_id=request.sender_id,
-                receiver_id=request.receiver_id,
-                content=request.content,
-                client_id=request.client_id,
-                created_at=now,
-            )
-            if request.client_id is not None:
-                stored[key] = message
-            new_messages.append(message)
-            results.append(SendResult(message, True))
-        _lock_conversations({m.conversation_id for m in new_messages})
-        Message.objects.bulk_create(new_messages)
-        _advance_participants(new_messages)
-        if new_messages:
-            transaction.on_commit(functools.partial(MESSAGES_STORED.inc, len(new_messages)))
-        publish_on_commit(
-            [
-                wire.message_created_event(
-                    wire.message_dict(m, False),
-                    _card(cards, m.sender_id),
-                    _card(cards, m.receiver_id),
-                )
-                for m in new_messages
-            ]
-        )
+    user_ids = {r.sender_id for r in requests} | {r.receiver_id for r in requests}
+    active = active_user_ids(user_ids)
+    results = [_refusal(request, active) for request in requests]
+    storable = [index for index, refused in enumerate(results) if refused is None]
+    if storable:
+        cards = user_cards(user_ids)
+        batch = [requests[index] for index in storable]
+        try:
+            stored = _store_together(batch, cards)
+        except Exception as error:
+            logger.warning("a batch of %d sends failed (%r); storing them one by one", len(batch), error)
+            stored = _store_apart(batch, cards)
+        for index, result in zip(storable, stored):
+            results[index] = result
     return results
+
+
+def _refusal(request, active):
+    if request.sender_id not in active:
+        return Forbidden("This account is deactivated.", code="inactive_user")
+    if request.receiver_id not in active:
+        return NotFound("No such user.", code="unknown_user")
+    return None
+
+
+def _store_together(requests, cards):
+    with transaction.atomic():
+        _lock_conversations({r.conversation_id for r in requests})
+        results, new_messages = _insert(requests)
+        _publish_created(new_messages, cards)
+    return results
+
+
+def _store_apart(requests, cards):
+    """The failure path: each send in its own savepoint, in order (ids still increase per
+    conversation: the conversations stay locked until the one commit)."""
+    results, new_messages = [], []
+    with transaction.atomic():
+        _lock_conversations({r.conversation_id for r in requests})
+        for request in requests:
+            try:
+                with transaction.atomic():
+                    (result,), created = _insert([request])
+            except Exception as error:
+                result, created = _after_failure(request, error), []
+            results.append(result)
+            new_messages += created
+        _publish_created(new_messages, cards)
+    return results
+
+
+def _after_failure(request, error):
+    """A send the database refused. With a client_id it may have lost a race with a
+    concurrent send of the same client_id, which is now visible: that one is the answer."""
+    if request.client_id is not None:
+        stored = _messages_by_client_id([request]).get((request.sender_id, request.client_id))
+        if stored is not None:
+            return _repeat(request, stored)
+    logger.error("storing a message from user %s failed", request.sender_id, exc_info=error)
+    return StoreFailed("The message could not be stored; send it again.")
+
+
+def _insert(requests):
+    """Inside the caller's transaction: insert the new messages and advance both sides;
+    (results, new messages). A client_id seen before answers with its message."""
+    now = timezone.now()
+    stored = _messages_by_client_id(requests)
+    results, new_messages = [], []
+    for request in requests:
+        key = (request.sender_id, request.client_id)
+        if request.client_id is not None and key in stored:
+            results.append(_repeat(request, stored[key]))
+            continue
+        message = Message(
+            conversation_id=request.conversation_id,
+            sender_id=request.sender_id,
+            receiver_id=request.receiver_id,
+            content=request.content,
+            client_id=request.client_id,
+            created_at=now,
+        )
+        if request.client_id is not None:
+            stored[key] = message
+        new_messages.append(message)
+        results.append(SendResult(message, True))
+    Message.objects.bulk_create(new_messages)
+    _advance_participants(new_messages)
+    return results, new_messages
+
+
+def _repeat(request, stored):
+    """A client_id used before: the same send again (same receiver) returns the stored
+    message; reusing it for another receiver is a conflict, never the old message."""
+    if stored.receiver_id == request.receiver_id:
+        return SendResult(stored, False)
+    return Conflict(
+        "client_id was already used for a message to another user; use a new one.", code="client_id_conflict"
+    )
+
+
+def _publish_created(messages, cards):
+    if messages:
+        transaction.on_commit(functools.partial(MESSAGES_STORED.inc, len(messages)))
+    publish_on_commit(
+        [
+            wire.message_created_event(
+                wire.message_dict(m, False), _card(cards, m.sender_id), _card(cards, m.receiver_id)
+            )
+            for m in messages
+        ]
+    )
 
 
 def _lock_conversations(conversation_ids):

@@ -26,3 +26,15 @@ class NotFound(ChatError):
 class Forbidden(ChatError):
     status = 403
     code = "forbidden"
+
+
+class Conflict(ChatError):
+    status = 409
+    code = "conflict"
+
+
+class StoreFailed(ChatError):
+    """The database refused this one message; the rest of its batch was stored."""
+
+    status = 500
+    code = "store_failed"

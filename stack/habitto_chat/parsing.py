@@ -5,12 +5,17 @@ Each raises ValueError with a short reason; callers turn that into their own err
 400 envelope, ImproperlyConfigured, an argparse error) with their own wording.
 """
 
+import json
 import math
 
 # Enough for every 64-bit id, with room for a leading zero; bounded because int() of a
 # long digit string costs quadratic time (and refuses more than 4,300 digits).
 MAX_DIGITS = 20
 MAX_ID = 2**63 - 1  # the largest BigAutoField id
+
+# Deepest nesting of arrays and objects accepted in a JSON body or frame: what the API and
+# the protocol use is two levels deep.
+MAX_JSON_DEPTH = 32
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -69,3 +74,41 @@ def parse_ports(text):
     if not ports:
         raise ValueError("no port given")
     return ports
+
+
+class JSONTooDeep(ValueError):
+    pass
+
+
+def loads_json(text, max_depth=MAX_JSON_DEPTH, **options):
+    """json.loads with its nesting bounded: JSONTooDeep (a ValueError) for arrays/objects
+    nested deeper than `max_depth`. The C decoder itself stops at the interpreter's
+    recursion limit (RecursionError, turned into JSONTooDeep here), so 10,000 `[` cost
+    nothing; anything it did parse is then measured, unless the text has too few brackets
+    to be that deep (the common case, two C-speed counts)."""
+    try:
+        value = json.loads(text, **options)
+    except RecursionError:
+        raise JSONTooDeep(f"nested deeper than {max_depth} levels") from None
+    check_json_depth(text, value, max_depth)
+    return value
+
+
+def check_json_depth(text, value, max_depth=MAX_JSON_DEPTH):
+    """JSONTooDeep if `value`, parsed from `text` (str or bytes), nests deeper than
+    `max_depth`. Measured level by level, without recursion."""
+    opening = (b"[", b"{") if isinstance(text, (bytes, bytearray)) else ("[", "{")
+    if text.count(opening[0]) + text.count(opening[1]) <= max_depth:
+        return
+    level = [value] if isinstance(value, (list, dict)) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            raise JSONTooDeep(f"nested deeper than {max_depth} levels")
+        level = [
+            item
+            for container in level
+            for item in (container.values() if isinstance(container, dict) else container)
+            if isinstance(item, (list, dict))
+        ]

@@ -3,6 +3,7 @@ protocol-2 frame or server-side code. Each check raises InvalidInput with the co
 clients see (a 400 envelope or an error frame); what passes is a `SendRequest`.
 """
 
+import unicodedata
 from dataclasses import dataclass
 
 from .conf import chat_setting
@@ -24,26 +25,56 @@ class SendRequest:
     client_id: str | None = None
 
 
+# What shows nothing on screen: controls, format characters (zero-width space and joiners,
+# BOM, direction marks), spaces of every width (no-break included), line and paragraph
+# separators, and the letters that are blank by design (Hangul fillers, the braille blank).
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# A character can decompose into at most 4 (NFD), so composing (NFC) shrinks text at most
+# 4 times: longer text is refused before normalising it.
+_MAX_NFC_SHRINK = 4
+
+
+def _visible(char):
+    return unicodedata.category(char) not in _INVISIBLE_CATEGORIES and char not in _BLANK_LETTERS
+
+
 def validate_content(content):
+    """Message text as it will be stored (unchanged: the app matches its echo by text):
+    a string that UTF-8 can encode (no lone surrogates: they fail only when the database
+    stores them), without NUL, showing at least one visible character, and at most
+    MAX_CONTENT_LENGTH characters once NFC-normalised (a decomposed "é" counts as one)."""
     if not isinstance(content, str):
         raise InvalidInput("content must be a string.", code="invalid_content")
-    if not content.strip():
-        raise InvalidInput("content must not be empty.", code="empty_content")
-    limit = chat_setting("MAX_CONTENT_LENGTH")
-    if len(content) > limit:
-        raise InvalidInput(f"content is longer than {limit} characters.", code="content_too_long")
     if "\x00" in content:
         raise InvalidInput("content must not contain NUL characters.", code="invalid_content")
+    limit = chat_setting("MAX_CONTENT_LENGTH")
+    if not content.isascii():
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput("content must be valid Unicode text (no lone surrogates).", code="invalid_content") from None
+        if len(content) <= limit * _MAX_NFC_SHRINK:
+            length = len(unicodedata.normalize("NFC", content))
+        else:
+            length = len(content)
+    else:
+        length = len(content)
+    if length > limit:
+        raise InvalidInput(f"content is longer than {limit} characters.", code="content_too_long")
+    if not any(map(_visible, content)):
+        raise InvalidInput("content must not be empty or only invisible characters.", code="empty_content")
     return content
 
 
 def validate_client_id(client_id):
-    """The sender's idempotency key (optional): a repeated one returns the stored message."""
+    """The sender's idempotency key (optional): a repeat to the same receiver returns the
+    stored message, to another receiver is a conflict (actions.do_send_messages)."""
     if client_id is None:
         return None
-    if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID:
+    if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID or not client_id.isprintable():
         raise InvalidInput(
-            f"client_id must be a string of 1 to {MAX_CLIENT_ID} characters.", code="invalid_client_id"
+            f"client_id must be 1 to {MAX_CLIENT_ID} printable characters.", code="invalid_client_id"
         )
     return client_id
 

@@ -3,9 +3,9 @@
 Django applies DATA_UPLOAD_MAX_MEMORY_SIZE only when `request.body` is read; DRF's
 JSONParser reads the stream instead, so without this a client could make the server
 parse a body of any size. (The standalone server also refuses any body over its limit
-before reading it: habitto_server/bodylimit.py.) Nesting is bounded by the interpreter's
-recursion limit, which the C decoder checks while it descends: a body nested deeper is
-a 400, not a RecursionError.
+before reading it: habitto_server/bodylimit.py.) Nesting is bounded like a socket
+frame's (habitto_chat.parsing.MAX_JSON_DEPTH): a body nested deeper is a 400, never a
+RecursionError.
 """
 
 import io
@@ -14,6 +14,8 @@ from django.conf import settings
 from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser
+
+from ..parsing import MAX_JSON_DEPTH, JSONTooDeep, check_json_depth
 
 
 class PayloadTooLarge(APIException):
@@ -25,12 +27,12 @@ class PayloadTooLarge(APIException):
 class BoundedJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if limit is not None:
-            body = stream.read(limit + 1) if stream is not None else b""
-            if len(body) > limit:
-                raise PayloadTooLarge()
-            stream = io.BytesIO(body)
+        body = b"" if stream is None else stream.read(-1 if limit is None else limit + 1)
+        if limit is not None and len(body) > limit:
+            raise PayloadTooLarge()
         try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise ParseError("JSON parse error - the body is nested too deeply.") from None
+            value = super().parse(io.BytesIO(body), media_type, parser_context)
+            check_json_depth(body, value)
+        except (RecursionError, JSONTooDeep):
+            raise ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels.") from None
+        return value

@@ -5,6 +5,8 @@ the next ones accumulate, and each batch is stored by `do_send_messages` in a si
 transaction on one dedicated writer thread. Under load a batch holds many messages
 (one commit, a handful of queries); when idle, a batch is one message and nothing
 waits on a timer. A send is acknowledged (echoed) only after its batch committed.
+A send refused on its own (a deactivated partner, a client_id conflict, a row the
+database would not take) fails its own future only; the rest of the batch is stored.
 """
 
 import asyncio
@@ -15,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from django.db import close_old_connections, connection
 
 from ..actions import do_send_messages
+from ..errors import ChatError
 from ..metrics import BATCH_COMMIT_SECONDS, BATCH_SIZE
 
 MAX_BATCH = 500
@@ -67,7 +70,11 @@ class SendBatcher:
                             future.set_exception(exc)
                 else:
                     for (_, future), result in zip(batch, results):
-                        if not future.done():
+                        if future.done():
+                            continue
+                        if isinstance(result, ChatError):
+                            future.set_exception(result)
+                        else:
                             future.set_result(result)
         finally:
             self._flushing = False

@@ -8,11 +8,15 @@ room is actions.do_open_conversation. Consumers never write. Every event a socke
 receives comes from the hub after commit, and the socket renders its frame through
 `wire` (serialized once per event, shared with the other sockets it goes to). Each socket writes through its own small outbox, so one slow
 client never holds up delivery to the others.
+
+Whatever a client sends, the socket answers with an error frame or closes with a code
+(docs/protocol.md): no frame can raise out of the consumer, and a socket leaves the hub
+on every way out (a clean close, an exception, a cancelled task), so no hostile client
+can lock its user out with leftover registrations.
 """
 
 import asyncio
 import functools
-import json
 import logging
 import time
 from collections import deque
@@ -23,7 +27,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from .. import sends, wire
+from .. import parsing, sends, wire
 from ..actions import do_open_conversation
 from ..conf import chat_setting
 from ..errors import ChatError, NotFound
@@ -42,6 +46,7 @@ FORBIDDEN = 4403
 NOT_FOUND = 4404
 SLOW_CONSUMER = 4408
 TOO_MANY_SOCKETS = 4429
+SERVER_ERROR = 1011  # an unexpected failure while opening the socket (logged)
 
 
 class Refused(Exception):
@@ -72,6 +77,41 @@ class ChatSocket(AsyncWebsocketConsumer):
     _closing = False
     _writer = None
     _expiry = None
+
+    async def __call__(self, scope, receive, send):
+        # Channels runs disconnect() only when the client's disconnect message is handled;
+        # an exception or a cancelled task skips it, so the release is here too.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+    def _release(self):
+        self._closing = True
+        if self._registered:
+            hub.unregister(self)
+            self._open_sockets.dec()
+            self._registered = False
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+
+    async def websocket_connect(self, message):
+        try:
+            await super().websocket_connect(message)
+        except Exception:
+            logger.exception("opening a socket for user %s failed", self.scope.get("user_id"))
+            self._release()
+            if not self._accepted:
+                await self._quietly(self.accept(self.scope.get("chat_subprotocol")))
+            await self._quietly(self.close(code=SERVER_ERROR, reason="server error"))
+
+    async def websocket_receive(self, message):
+        try:
+            await super().websocket_receive(message)
+        except Exception:
+            logger.exception("a frame from user %s failed", self.user_id)
+            self.send_error("server_error", "The frame could not be handled; nothing was stored.")
 
     async def connect(self):
         # Register before accepting: once the client sees the handshake complete, it
@@ -139,12 +179,7 @@ class ChatSocket(AsyncWebsocketConsumer):
         await handler(message)
 
     async def disconnect(self, code):
-        if self._registered:
-            hub.unregister(self)
-            self._open_sockets.dec()
-            self._registered = False
-        if self._expiry is not None:
-            self._expiry.cancel()
+        self._release()
 
     async def receive(self, text_data=None, bytes_data=None):
         if not self._registered or self._closing:
@@ -154,8 +189,10 @@ class ChatSocket(AsyncWebsocketConsumer):
         if len(text_data) > chat_setting("MAX_FRAME_BYTES"):
             return self.send_error("frame_too_large", "The frame is too large.")
         try:
-            payload = json.loads(text_data)
-        except ValueError:
+            payload = parsing.loads_json(text_data)
+        except parsing.JSONTooDeep:
+            return self.send_error("json_too_deep", f"The frame nests deeper than {parsing.MAX_JSON_DEPTH} levels.")
+        except ValueError:  # also a number of more than 4,300 digits
             return self.send_error("invalid_json", "The frame is not valid JSON.")
         await self.handle(payload)
 
@@ -171,7 +208,11 @@ class ChatSocket(AsyncWebsocketConsumer):
             if event["type"] == "user.deactivated" or event["jti"] == self.scope.get("token_jti"):
                 self._close_soon(UNAUTHENTICATED, "session ended")
             return
-        self.on_event(event, frames)
+        try:
+            self.on_event(event, frames)
+        except Exception:  # the hub goes on to the other sockets
+            logger.exception("delivering %s to user %s failed", event["type"], self.user_id)
+            self._close_soon(SERVER_ERROR, "server error")
 
     def on_event(self, event, frames):
         """What this kind of socket sends for a chat event."""
@@ -205,7 +246,14 @@ class ChatSocket(AsyncWebsocketConsumer):
     def _close_soon(self, code, reason):
         if not self._closing:
             self._closing = True
-            asyncio.get_running_loop().create_task(self.close(code=code, reason=reason))
+            asyncio.get_running_loop().create_task(self._quietly(self.close(code=code, reason=reason)))
+
+    @staticmethod
+    async def _quietly(sending):
+        try:
+            await sending
+        except Exception:  # the client is already gone: nothing left to tell it
+            pass
 
 
 def base_url(scope):
