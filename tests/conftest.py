@@ -75,6 +75,27 @@ def _fresh_throttles():
     yield
 
 
+def _fail_on_server_tracebacks():
+    from tests.support.live import new_tracebacks
+
+    found = new_tracebacks()
+    assert not found, "a live server logged a traceback:\n" + "\n".join(f"--- {p}\n{t}" for p, t in found)
+
+
+@pytest.fixture(autouse=True)
+def _no_traceback_in_live_server_logs():
+    """End-to-end servers must log no traceback: checked after every test (blaming the
+    test that was running) and once more after the last server stopped."""
+    yield
+    _fail_on_server_tracebacks()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_traceback_in_live_server_logs_at_the_end():
+    yield
+    _fail_on_server_tracebacks()
+
+
 @pytest.fixture
 def close_writer():
     """Close the group-commit writer thread's DB connection after a socket test."""
