@@ -75,19 +75,22 @@ def _fresh_throttles():
     yield
 
 
-def _fail_on_server_tracebacks():
+def _fail_on_server_tracebacks(expected=()):
     from tests.support.live import new_tracebacks
 
-    found = new_tracebacks()
+    found = new_tracebacks(expected)
     assert not found, "a live server logged a traceback:\n" + "\n".join(f"--- {p}\n{t}" for p, t in found)
 
 
 @pytest.fixture(autouse=True)
-def _no_traceback_in_live_server_logs():
+def _no_traceback_in_live_server_logs(request):
     """End-to-end servers must log no traceback: checked after every test (blaming the
-    test that was running) and once more after the last server stopped."""
+    test that was running) and once more after the last server stopped. A test that
+    breaks a service on purpose names what it expects with
+    @pytest.mark.server_tracebacks_expected("text in the traceback")."""
     yield
-    _fail_on_server_tracebacks()
+    marker = request.node.get_closest_marker("server_tracebacks_expected")
+    _fail_on_server_tracebacks(marker.args if marker else ())
 
 
 @pytest.fixture(scope="session", autouse=True)

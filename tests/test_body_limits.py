@@ -130,7 +130,8 @@ def test_a_deeply_nested_json_body_is_a_400(make_user, client_for, path):
 
 @pytest.mark.django_db
 def test_json_nested_within_the_limit_still_parses_to_a_validation_error(make_user, client_for):
-    response = client_for(make_user()).post("/api/messages/", "[" * 50 + "]" * 50, content_type="application/json")
+    """At habitto_chat.parsing.MAX_JSON_DEPTH (32) levels the body parses."""
+    response = client_for(make_user()).post("/api/messages/", "[" * 32 + "]" * 32, content_type="application/json")
     assert response.status_code == 400
     assert "nested" not in response.json()["message"]
 

@@ -439,5 +439,5 @@ def test_rest_bodies_nested_too_deep_are_400(client_for, make_user, depth, statu
     body = "[" * depth + "]" * depth
     response = client_for(alice).generic("POST", API, body, content_type="application/json")
     assert response.status_code == status, response.content
-    too_deep = "nested deeper" in response.json()["message"]
+    too_deep = "nested too deeply" in response.json()["message"]
     assert too_deep is (depth > 32)

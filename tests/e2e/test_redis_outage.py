@@ -10,7 +10,9 @@ from habitto_client import ChatSocket, Timeout, room_url
 from tests.support.chat import login, marker, provision, readiness, recv_until, thread_ids, two_servers, wait_for
 from tests.support.live import LiveServer, free_port, manage, server_env
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+# channels_redis logs the lost connection with its traceback when Redis is stopped.
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow,
+              pytest.mark.server_tracebacks_expected("redis.exceptions.ConnectionError")]
 
 
 class Conversation:

@@ -159,6 +159,7 @@ def test_slow_probe_is_warning(tmp_path):
 
 @pytest.mark.redis
 @pytest.mark.slow
+@pytest.mark.server_tracebacks_expected("redis.exceptions.ConnectionError")  # channels_redis, Redis stopped
 def test_redis_stopped_fails_naming_redis_and_readiness(tmp_path, own_redis):
     """Redis stops under a server that uses it: CRITICAL naming Redis and failed readiness."""
     server, env = start_server(tmp_path, redis_url=own_redis.url)

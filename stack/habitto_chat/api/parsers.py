@@ -34,5 +34,5 @@ class BoundedJSONParser(JSONParser):
             value = super().parse(io.BytesIO(body), media_type, parser_context)
             check_json_depth(body, value)
         except (RecursionError, JSONTooDeep):
-            raise ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels.") from None
+            raise ParseError(f"JSON parse error - nested too deeply (more than {MAX_JSON_DEPTH} levels).") from None
         return value

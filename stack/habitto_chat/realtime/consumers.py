@@ -46,7 +46,7 @@ FORBIDDEN = 4403
 NOT_FOUND = 4404
 SLOW_CONSUMER = 4408
 TOO_MANY_SOCKETS = 4429
-SERVER_ERROR = 1011  # an unexpected failure while opening the socket (logged)
+SERVER_ERROR = 1011  # an unexpected failure opening the socket or delivering to it (logged)
 
 
 class Refused(Exception):
