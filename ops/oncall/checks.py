@@ -50,6 +50,7 @@ class HostContext:
         self.hung = set()  # ports that accepted TCP but did not answer within their timeout
         self._sessions = {}
         self._http_base = None
+        self.memo = {}  # what several checks of this host share (the Compose listing, backends)
 
     # -- time ------------------------------------------------------------------------------
     def remaining(self):
@@ -203,26 +204,31 @@ def readiness(ctx):
     reason = ctx.blocked("port-http", "liveness")
     if reason:
         return _not_checked(ctx, "readiness", reason)
-    timeout = ctx.timeout("http")
+    return _record(ctx, readyz_result("readiness", ctx.http(), ctx.timeout("http"), _perf(ctx, "readyz")))
+
+
+def readyz_result(check, http, timeout, perf_label):
+    """GET /readyz through `http` (a ChatHTTP): OK when ready, else CRITICAL naming the
+    failing dependencies. Also used for each backend behind a proxy (backends.py)."""
     try:
-        resp = ctx.http().readyz()
+        resp = http.readyz(timeout=timeout)
     except Timeout:
-        return _record(ctx, critical("readiness", f"GET /readyz: no answer within {timeout:g} s"))
+        return critical(check, f"GET /readyz: no answer within {timeout:g} s")
     except ChatError as exc:
-        return _record(ctx, critical("readiness", f"GET /readyz failed: {exc}"))
+        return critical(check, f"GET /readyz failed: {exc}")
     body = resp.body if isinstance(resp.body, dict) else {}
     deps = body.get("checks") if isinstance(body.get("checks"), dict) else {}
-    perf = [Perf(_perf(ctx, "readyz"), ms(resp.elapsed), "ms", None, timeout * 1000, 0)]
+    perf = [Perf(perf_label, ms(resp.elapsed), "ms", None, timeout * 1000, 0)]
     for name, detail in deps.items():
         if isinstance(detail, dict) and isinstance(detail.get("ms"), (int, float)):
-            perf.append(Perf(_perf(ctx, "readyz", name), float(detail["ms"]), "ms", min=0))
+            perf.append(Perf(f"{perf_label}_{name}", float(detail["ms"]), "ms", min=0))
     failing = [
         (name, detail) for name, detail in deps.items()
         if not (isinstance(detail, dict) and detail.get("ok"))
     ]
     if resp.status == 200 and body.get("status") == "ok" and not failing:
         names = ", ".join(f"{n} {d.get('ms', '?')} ms" for n, d in deps.items())
-        return ok("readiness", f"GET /readyz: ready ({names})", *perf)
+        return ok(check, f"GET /readyz: ready ({names})", *perf)
     if failing:
         parts = []
         for name, detail in failing:
@@ -231,7 +237,7 @@ def readiness(ctx):
         text = f"not ready (HTTP {resp.status}): failing dependency {'; '.join(parts)}"
     else:
         text = f"not ready: GET /readyz answered HTTP {resp.status} status={body.get('status')!r}"
-    return _record(ctx, critical("readiness", text, *perf))
+    return critical(check, text, *perf)
 
 
 # -- WebSocket handshakes ------------------------------------------------------------------

@@ -13,8 +13,15 @@
                                 # (STATE_DIR/demo-credentials.txt) for the local host's checks
       compose_project: habitto-chat
       compose_services: []      # services that must exist; [] = whatever the project runs
+      backends: []              # behind a proxy on ws_port/http_port: the backends' host:port
+                                # (ONCALL_BACKENDS); [] = discovered from Compose, else none
+      backend_service: backend  # Compose service counted for discovery ("" = no discovery)
+      backend_port_base: 18100  # its containers listen on base .. base+count-1
+      metrics: {commit_p99_warn_ms: 250, http_5xx_ratio_warn: 0.01, layer_errors_warn: 1, interval: 2}
+      metrics_token: ...        # secret: ONCALL_METRICS_TOKEN (the servers' METRICS_TOKEN)
 
-Secrets (probe passwords, the Redis password, a password inside the Redis URL) come from
+Secrets (probe passwords, the Redis password, a password inside the Redis URL, the
+metrics token) come from
 the file named by ONCALL_CONFIG or from environment variables, never from fabric.yml, and
 are never printed: `redacted()` is what any output shows.
 """
@@ -44,6 +51,14 @@ DEFAULT_TIMEOUTS = {
 # same rule as the server's settings: $STATE_DIR, else var/ in the repository.
 REPO_DIR = Path(__file__).resolve().parents[2]
 DEMO_CREDENTIALS = "demo-credentials.txt"
+# Thresholds read from the backends' /metrics (the same numbers as the Prometheus alerts of
+# deploy/prometheus and docs/metrics.md; ops/oncall/metrics.py says how they are measured).
+DEFAULT_METRICS = {
+    "commit_p99_warn_ms": 250.0,  # WARNING above: p99 of habitto_chat_batch_commit_seconds
+    "http_5xx_ratio_warn": 0.01,  # WARNING above: share of habitto_http_responses_total with 5xx
+    "layer_errors_warn": 1.0,  # WARNING at or above: new channel-layer publish + receive errors
+    "interval": 2.0,  # seconds between the two scrapes whose difference is measured
+}
 
 
 class ConfigError(Exception):
@@ -68,6 +83,11 @@ class OncallConfig:
     timeouts: dict = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
     compose_project: str = "habitto-chat"
     compose_services: tuple = ()
+    backends: tuple = ()  # ("host", port) of each backend behind the proxy; () = no proxy
+    backend_service: str = "backend"
+    backend_port_base: int = 18100
+    metrics: dict = field(default_factory=lambda: dict(DEFAULT_METRICS))
+    metrics_token: str = field(default="", repr=False)
     # The dev server's demo users (alice, bob): used by the local host's checks when no
     # probe accounts are configured; never over SSH, never by the probe (it clears its chat).
     demo_users: tuple = field(default=(), repr=False)
@@ -103,6 +123,11 @@ class OncallConfig:
             "timeouts": dict(self.timeouts),
             "compose_project": self.compose_project,
             "compose_services": list(self.compose_services),
+            "backends": [f"{host}:{port}" for host, port in self.backends],
+            "backend_service": self.backend_service,
+            "backend_port_base": self.backend_port_base,
+            "metrics": dict(self.metrics),
+            "metrics_token": "***" if self.metrics_token else "",
             "demo_users": [u.username for u in self.demo_users],
             "demo_source": self.demo_source,
             "sources": list(self.sources),
@@ -137,11 +162,15 @@ ENV_SCALARS = {
     "ONCALL_PROBE_WARN_MS": "probe_warn_ms",
     "ONCALL_COMPOSE_PROJECT": "compose_project",
     "ONCALL_DEMO_USERS": "demo_users",
+    "ONCALL_BACKENDS": "backends",
+    "ONCALL_BACKEND_SERVICE": "backend_service",
+    "ONCALL_BACKEND_PORT_BASE": "backend_port_base",
+    "ONCALL_METRICS_TOKEN": "metrics_token",
 }
 KNOWN_KEYS = {
     "hosts", "ws_port", "http_port", "redis_url", "redis_password", "probe_users",
     "probe_accounts_file", "probe_warn_ms", "timeouts", "compose_project", "compose_services",
-    "demo_users",
+    "demo_users", "backends", "backend_service", "backend_port_base", "metrics", "metrics_token",
 }
 
 
@@ -211,8 +240,8 @@ def _merge(into, data, origin):
     if unknown:
         raise ConfigError(f"{origin}: unknown setting(s) {', '.join(unknown)}")
     for key, value in data.items():
-        if key == "timeouts" and isinstance(value, dict):
-            into.setdefault("timeouts", {}).update(value)
+        if key in ("timeouts", "metrics") and isinstance(value, dict):
+            into.setdefault(key, {}).update(value)
         else:
             into[key] = value
 
@@ -233,6 +262,11 @@ def _from_env(env):
         name = f"ONCALL_TIMEOUT_{key.upper()}"
         if env.get(name, "").strip():
             values.setdefault("timeouts", {})[key] = env[name]
+            names.append(name)
+    for key in DEFAULT_METRICS:
+        name = f"ONCALL_METRICS_{key.upper()}"
+        if env.get(name, "").strip():
+            values.setdefault("metrics", {})[key] = env[name]
             names.append(name)
     if env.get("ONCALL_PROBE_ACCOUNTS_FILE", "").strip():
         values["probe_accounts_file"] = env["ONCALL_PROBE_ACCOUNTS_FILE"].strip()
@@ -259,6 +293,11 @@ def _build(data, sources):
             if key not in DEFAULT_TIMEOUTS:
                 raise ConfigError(f"unknown timeout {key!r} (known: {', '.join(DEFAULT_TIMEOUTS)})")
             timeouts[key] = _positive(value, f"timeouts.{key}")
+        metrics = dict(DEFAULT_METRICS)
+        for key, value in (data.get("metrics") or {}).items():
+            if key not in DEFAULT_METRICS:
+                raise ConfigError(f"unknown metrics setting {key!r} (known: {', '.join(DEFAULT_METRICS)})")
+            metrics[key] = _at_least_zero(value, f"metrics.{key}")
         hosts = _hosts(data.get("hosts"))
         probe_password = data.pop("_probe_password", "")
         probe_users = _probe_users(data, probe_password)
@@ -279,6 +318,11 @@ def _build(data, sources):
             timeouts=timeouts,
             compose_project=str(data.get("compose_project") or "habitto-chat"),
             compose_services=tuple(str(s) for s in compose_services),
+            backends=_backends(data.get("backends")),
+            backend_service=str(data.get("backend_service", "backend") or ""),
+            backend_port_base=_port(data.get("backend_port_base", 18100), "backend_port_base"),
+            metrics=metrics,
+            metrics_token=str(data.get("metrics_token") or ""),
             sources=sources,
         )
     except ConfigError as exc:
@@ -311,11 +355,41 @@ def _port(value, name):
     return port
 
 
-def _positive(value, name):
+def _backends(value):
+    """'127.0.0.1:18100,127.0.0.1:18101' or a list of such -> (("127.0.0.1", 18100), ...)."""
+    if value in (None, "", []):
+        return ()
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError("backends must be a list of host:port or a comma-separated string")
+    backends = []
+    for item in (str(v).strip() for v in value):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not host:
+            raise ConfigError(f"each backend must be host:port, got {item!r}")
+        backends.append((host.strip("[]"), _port(port, f"the port of backend {item!r}")))
+    return tuple(dict.fromkeys(backends))
+
+
+def _number(value, name):
     try:
-        number = float(value)
+        return float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
+
+
+def _at_least_zero(value, name):
+    number = _number(value, name)
+    if number < 0:
+        raise ConfigError(f"{name} must not be negative, got {value!r}")
+    return number
+
+
+def _positive(value, name):
+    number = _number(value, name)
     if number <= 0:
         raise ConfigError(f"{name} must be greater than 0, got {value!r}")
     return number

@@ -27,22 +27,76 @@ def compose_services(ctx):
     """compose:<service> per service of the project (or one `compose` line when N/A)."""
     cfg = ctx.cfg
     try:
-        client = _client(ctx.target, ctx.timeout("docker"))
+        by_service = project_services(ctx)
     except DockerUnavailable as exc:
         return [not_applicable("compose", str(exc))]
-    except Exception as exc:  # the engine answered something unexpected
-        return [unknown("compose", f"Docker engine check failed: {type(exc).__name__}: {exc}")]
+    except EngineError as exc:
+        return [unknown("compose", str(exc))]
+    missing = [s for s in cfg.compose_services if s not in by_service]
+    if not by_service and not missing:
+        return [not_applicable(
+            "compose", f"no container of Compose project {cfg.compose_project!r} here "
+            "(the stack does not run in Docker on this host)")]
+    results = [_service_result(service, items) for service, items in sorted(by_service.items())]
+    results += [
+        critical(f"compose:{s}", f"service {s} of project {cfg.compose_project!r} has no container")
+        for s in missing
+    ]
+    return results
+
+
+def discover_backends(ctx, client=None):
+    """The backends of the scaled Compose stack: one port each, backend_port_base .. +count-1
+    for the containers of service `backend_service` (running or not: a stopped one is a
+    backend that is down). () when there is no Docker, no such service or discovery is off."""
+    cfg = ctx.cfg
+    if not cfg.backend_service:
+        return ()
+    try:
+        containers = project_services(ctx, client).get(cfg.backend_service, [])
+    except (DockerUnavailable, EngineError):
+        return ()  # the compose check reports why
+    return tuple(("127.0.0.1", cfg.backend_port_base + i) for i in range(len(containers)))
+
+
+class EngineError(Exception):
+    """The engine answered something unexpected: the Compose check is UNKNOWN."""
+
+
+def project_services(ctx, client=None):
+    """{service: [container]} of the Compose project, listed once per host run (the backend
+    discovery and the compose check share it); raises DockerUnavailable or EngineError."""
+    if "compose" not in ctx.memo:
+        try:
+            ctx.memo["compose"] = _list_project(ctx, client)
+        except (DockerUnavailable, EngineError) as exc:
+            ctx.memo["compose"] = exc
+    listed = ctx.memo["compose"]
+    if isinstance(listed, Exception):
+        raise listed
+    return listed
+
+
+def _list_project(ctx, client=None):
+    own_client = client is None
+    if own_client:
+        try:
+            client = _client(ctx.target, ctx.timeout("docker"))
+        except DockerUnavailable:
+            raise
+        except Exception as exc:  # the engine answered something unexpected
+            raise EngineError(f"Docker engine check failed: {type(exc).__name__}: {exc}") from None
     try:
         try:
             # sparse: one API call for the whole list (not one inspect per container, each a
             # round trip through SSH); only exited containers are inspected (restart policy).
             containers = client.containers.list(
-                all=True, sparse=True, filters={"label": f"{PROJECT_LABEL}={cfg.compose_project}"}
+                all=True, sparse=True, filters={"label": f"{PROJECT_LABEL}={ctx.cfg.compose_project}"}
             )
             for container in containers:
                 container.attrs = _full_state(container)
         except Exception as exc:
-            return [unknown("compose", f"cannot list containers: {type(exc).__name__}: {exc}")]
+            raise EngineError(f"cannot list containers: {type(exc).__name__}: {exc}") from None
         by_service = {}
         for container in containers:
             labels = container.attrs.get("Labels") or (container.attrs.get("Config") or {}).get("Labels") or {}
@@ -50,20 +104,11 @@ def compose_services(ctx):
                 continue  # `docker compose run` one-offs are not services
             service = labels.get(SERVICE_LABEL, container.short_id)
             by_service.setdefault(service, []).append(container)
-        missing = [s for s in cfg.compose_services if s not in by_service]
-        if not by_service and not missing:
-            return [not_applicable(
-                "compose", f"no container of Compose project {cfg.compose_project!r} here "
-                "(the stack does not run in Docker on this host)")]
-        results = [_service_result(service, items) for service, items in sorted(by_service.items())]
-        results += [
-            critical(f"compose:{s}", f"service {s} of project {cfg.compose_project!r} has no container")
-            for s in missing
-        ]
-        return results
+        return by_service
     finally:
-        with contextlib.suppress(Exception):
-            client.close()
+        if own_client:
+            with contextlib.suppress(Exception):
+                client.close()
 
 
 def _full_state(container):
@@ -163,6 +208,11 @@ def _ssh_client(target, timeout):
 
         def _connect(self):
             pass  # already connected by Fabric
+
+        def close(self):
+            # Its pools only: the SSH client is Fabric's, and the host's other checks
+            # (the backends, run after the Compose listing) still use it.
+            super(SSHHTTPAdapter, self).close()
 
     # A unix base URL makes no connection at construction when the version is given.
     client = docker.DockerClient(base_url="unix:///nonexistent/oncall-docker.sock",

@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import checks, docker_checks
+from . import backends, checks, docker_checks
 from .results import Result, Status, unknown, worst
 from .targets import TargetUnavailable, make_target
 
@@ -34,10 +34,12 @@ _ports.__name__, _http_port.__name__ = "ports", "port-http"
 
 # Each task: what it is for, and its steps in order (each step returns a list of results).
 TASKS = {
+    # The backends' checks start first and are collected last (backends.py): their two
+    # metrics scrapes are taken around the other checks.
     "health": ("every check of the host except the end-to-end probe", [
-        _ports, _one(checks.liveness, "liveness"), _one(checks.readiness, "readiness"),
+        backends.start, _ports, _one(checks.liveness, "liveness"), _one(checks.readiness, "readiness"),
         _one(checks.ws_with_token, "ws-token"), _one(checks.ws_without_token, "ws-no-token"),
-        _one(checks.redis_ping, "redis"), docker_checks.compose_services,
+        _one(checks.redis_ping, "redis"), docker_checks.compose_services, backends.collect,
     ]),
     "probe": ("a message from one probe user to the other, timed on room and inbox sockets", [
         _ports, checks.probe,

@@ -195,5 +195,10 @@ class ChatHTTP:
         """GET /readyz -> Response; 503 with the failing check when a dependency is down."""
         return self.request("GET", "/readyz", timeout=timeout)
 
+    def metrics(self, token=None, timeout=None):
+        """GET /metrics -> Response whose body is the Prometheus text; 404 unless the request
+        comes from loopback or carries the server's METRICS_TOKEN (docs/metrics.md)."""
+        return self.request("GET", "/metrics", token=token, timeout=timeout)
+
 
 __all__ = ["ChatHTTP", "Response", "Session", "ChatError"]

@@ -2,46 +2,20 @@
 to two real server processes that share PostgreSQL and Redis."""
 
 import json
-import shutil
-import subprocess
 import time
 import urllib.request
 
 import pytest
 import websocket
 
-from tests.support import services
-from tests.support.live import REPO_DIR, LiveServer, free_port, http_json, manage, server_env
+from tests.support.live import LiveServer, free_port, http_json, manage, server_env
+from tests.support.nginx import Nginx, nginx_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-NGINX_MAIN = """
-daemon off;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log {dir}/access.log;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    include {dir}/habitto-chat.conf;
-}}
-"""
-
-
-@pytest.fixture
-def nginx_binary():
-    path = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    services.require("nginx", path is not None, "no nginx binary (apt-get install nginx)")
-    return path
-
-
 @pytest.fixture
 def two_servers(tmp_path, postgres_database, redis_url):
+    nginx_binary()  # skip before starting anything when there is no nginx
     env = server_env(tmp_path / "state", database_url=postgres_database, redis_url=redis_url)
     manage(env, "migrate", "--noinput")
     users = json.loads(manage(env, "create_loadtest_users", "--count", "2", "--prefix", "nginxe2e",
@@ -59,32 +33,13 @@ def _receive(sock, timeout=5):
     return json.loads(sock.recv())
 
 
-def test_nginx_example_proxies_http_and_websockets(tmp_path, nginx_binary, two_servers):
+def test_nginx_example_proxies_http_and_websockets(tmp_path, two_servers):
     """Login over HTTP and a room message over sockets, all through nginx, across both processes."""
     servers, users = two_servers
     port = free_port()
-    conf = (REPO_DIR / "deploy/nginx/habitto-chat.conf").read_text()
-    conf = conf.replace("127.0.0.1:8000", f"127.0.0.1:{servers[0].ports[0]}")
-    conf = conf.replace("127.0.0.1:8001", f"127.0.0.1:{servers[1].ports[0]}")
-    assert "listen 80;" in conf
-    conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    (tmp_path / "habitto-chat.conf").write_text(conf)
-    (tmp_path / "nginx.conf").write_text(NGINX_MAIN.format(dir=tmp_path))
-    nginx = subprocess.Popen([nginx_binary, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    nginx = Nginx(tmp_path, [s.ports[0] for s in servers], [port]).start()
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                status, body = http_json("GET", base + "/healthz", timeout=2)
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "error.log").read_text()
-            time.sleep(0.1)
-
         tokens = []
         for user in users:
             status, body = http_json("POST", base + "/api/login/",
@@ -119,5 +74,4 @@ def test_nginx_example_proxies_http_and_websockets(tmp_path, nginx_binary, two_s
         access_log = (tmp_path / "access.log").read_text()
         assert "/api/login/" in access_log and "token=" not in access_log
     finally:
-        nginx.terminate()
-        nginx.wait(10)
+        nginx.stop()

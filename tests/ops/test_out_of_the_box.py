@@ -55,7 +55,8 @@ def test_make_health_right_after_make_run_is_ok(dev_server):
     server, env = dev_server
     done, seconds = make_health(env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "CHAT HEALTH OK - all 6 checks OK on 1 host" in done.stdout, done.stdout
+    # ports, liveness, readiness, both handshakes, /metrics of the process on each port
+    assert "CHAT HEALTH OK - all 8 checks OK on 1 host" in done.stdout, done.stdout
     assert seconds < LIMIT, f"took {seconds:.1f}s"
 
     run = fab("health", "--json", env={**env, "ONCALL_DEMO_USERS": "1"})
