@@ -13,7 +13,12 @@ FAB := $(VENV)/bin/fab
 HOSTS ?=
 ONCALL_ARGS ?=
 FAB_HOSTS = $(if $(HOSTS),-H $(HOSTS))
-BACKEND_PORT_BASE ?= $(or $(shell sed -n 's/^BACKEND_PORT_BASE=//p' .env 2>/dev/null),18100)
+ENV_BACKEND_PORT_BASE := $(shell sed -n 's/^BACKEND_PORT_BASE=//p' .env 2>/dev/null)
+BACKEND_PORT_BASE ?= $(or $(ENV_BACKEND_PORT_BASE),18100)
+# A port base from .env, the command line or the environment also serves `fab health`'s
+# discovery of the Compose backends (else fabric.yml's backend_port_base).
+ONCALL_PORT_BASE_ARG = $(if $(or $(ENV_BACKEND_PORT_BASE),$(filter command line environment,$(origin BACKEND_PORT_BASE))),\
+	ONCALL_BACKEND_PORT_BASE=$(BACKEND_PORT_BASE))
 # Only a BACKENDS above 1 given by the caller (command line or environment) names backends
 # (`make up BACKENDS=1` is the stack without a proxy), and a default set elsewhere must not
 # make `make health` after `make run` a proxy check.
@@ -23,7 +28,7 @@ ONCALL_BACKENDS_ARG = $(if $(and $(filter-out 0 1,$(BACKENDS)),$(filter command 
 .PHONY: health oncall-probe oncall-ports oncall-redis oncall-status
 
 health: venv
-	$(ONCALL_BACKENDS_ARG) $(FAB) $(FAB_HOSTS) health $(ONCALL_ARGS)
+	$(ONCALL_PORT_BASE_ARG) $(ONCALL_BACKENDS_ARG) $(FAB) $(FAB_HOSTS) health $(ONCALL_ARGS)
 
 oncall-probe: venv
 	$(FAB) $(FAB_HOSTS) probe $(ONCALL_ARGS)
