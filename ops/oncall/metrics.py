@@ -148,7 +148,7 @@ def _errors_5xx(window, latest, warn_ratio, span):
     if total <= 0:
         (total, errors), where = counts(latest), "since start"
     if total <= 0:
-        return Reading("http_5xx_ratio_warn", None, "5xx: no HTTP response yet")
+        return Reading("http_5xx_ratio_warn", None, "5xx: no HTTP response yet (monitoring routes left out)")
     ratio = errors / total
     text = f"5xx {ratio:.1%} of {total:.0f} responses ({where})"
     if ratio > warn_ratio:

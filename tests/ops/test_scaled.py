@@ -147,3 +147,17 @@ def test_a_stopped_backend_is_critical_by_address_while_the_proxy_works(scaled):
         assert run.seconds < LIMIT, run
     finally:
         backends[1].start()
+
+
+def test_metrics_refused_by_the_proxy_say_what_to_do(scaled):
+    """A "backend" that is really the proxy (nginx answers /metrics with 404): UNKNOWN with the
+    way out, not a silent OK."""
+    _, _, oncall = scaled
+    proxy = f"127.0.0.1:{oncall['ONCALL_HTTP_PORT']}"
+    run = fab("health", "--json", env={**oncall, "ONCALL_BACKENDS": proxy})
+    assert run.code == 3, run
+    checks = run.checks()
+    assert checks[f"backend:{proxy}"]["status"] == "OK", checks
+    scraped = checks[f"metrics:{proxy}"]
+    assert scraped["status"] == "UNKNOWN" and "answered 404" in scraped["text"], scraped
+    assert "ONCALL_METRICS_TOKEN" in scraped["text"]
