@@ -10,8 +10,9 @@ SCENARIOS_FILE = Path(__file__).with_name("scenarios.toml")
 
 THRESHOLD_KEYS = {
     "p95_complete_ms", "p99_complete_ms", "max_error_rate", "max_lost", "max_duplicated",
-    "max_out_of_order", "min_completed",
+    "max_out_of_order", "min_completed", "p95_rest_ms", "p99_rest_ms", "max_rest_error_rate",
 }
+MERGED_TABLES = ("thresholds", "server_env", "phones")  # merged key by key, defaults first
 
 
 @dataclass
@@ -29,8 +30,13 @@ class Scenario:
     sync_start: float = 0.0
     inbox: bool = True
     window: int = 0
+    user_class: str = "ConversationUser"  # the Locust user class of this scenario (locustfile.py)
+    churn: float = 0.0  # app scenario: times a minute each phone loses its network
+    churn_away: float = 0.0  # app scenario: seconds a phone stays away (mean of an exponential)
+    call_log: bool = False  # app scenario: write every phone's calls to <results>/<name>_calls.jsonl
     thresholds: dict = field(default_factory=dict)
     server_env: dict = field(default_factory=dict)
+    phones: dict = field(default_factory=dict)  # app scenario: the mix of phone kinds and their pace
 
     @property
     def offered_rate(self):
@@ -55,6 +61,12 @@ def _coerce(key, value, like):
             raise ValueError(f"scenario key {key}: {value!r} is not a boolean") from None
     if like is None:
         return value
+    if isinstance(like, list):  # a [low, high] range: "1,3" or "[1, 3]"
+        items = value if isinstance(value, list) else str(value).strip("[]").split(",")
+        try:
+            return [type(like[0])(item) for item in items]
+        except (TypeError, ValueError):
+            raise ValueError(f"scenario key {key}: {value!r} is not a list of numbers") from None
     try:
         return type(like)(value)
     except (TypeError, ValueError):
@@ -70,17 +82,21 @@ def load(name="default", path=SCENARIOS_FILE, overrides=None):
     if name not in scenarios and name != "defaults":
         raise KeyError(f"no scenario {name!r} in {path} (have: {', '.join(sorted(scenarios))})")
     chosen = dict(scenarios.get(name, {}))
-    thresholds = {**defaults.pop("thresholds", {}), **chosen.pop("thresholds", {})}
-    server_env = {**defaults.pop("server_env", {}), **chosen.pop("server_env", {})}
+    tables = {table: {**defaults.pop(table, {}), **chosen.pop(table, {})} for table in MERGED_TABLES}
+    thresholds, server_env, phones = (tables[table] for table in MERGED_TABLES)
     values = {**defaults, **chosen}
     for key, raw in (overrides or {}).items():
+        table, dot, sub = key.partition(".")
         if key.startswith("thresholds."):
-            sub = key.split(".", 1)[1]
             if sub not in THRESHOLD_KEYS:
                 raise KeyError(f"unknown threshold {sub!r}")
             thresholds[sub] = float(raw)
         elif key.startswith("server_env."):
-            server_env[key.split(".", 1)[1]] = str(raw)
+            server_env[sub] = str(raw)
+        elif dot and table == "phones":
+            if sub not in phones:
+                raise KeyError(f"unknown phones key {sub!r}")
+            phones[sub] = _coerce(key, raw, phones[sub])
         elif key in values:
             values[key] = _coerce(key, raw, values[key])
         else:
@@ -88,7 +104,7 @@ def load(name="default", path=SCENARIOS_FILE, overrides=None):
     unknown = set(thresholds) - THRESHOLD_KEYS
     if unknown:
         raise KeyError(f"unknown thresholds {sorted(unknown)} in {path}")
-    return Scenario(name=name, thresholds=thresholds,
+    return Scenario(name=name, thresholds=thresholds, phones=phones,
                     server_env={k: str(v) for k, v in server_env.items()}, **values)
 
 
@@ -101,3 +117,21 @@ def parse_overrides(items):
             raise ValueError(f"--set expects key=value, got {item!r}")
         result[key.strip()] = value.strip()
     return result
+
+
+PHONE_KINDS = ("chatter", "browser", "idle")  # the app scenario's kinds of phone (loadtests/app_users.py)
+
+
+def phone_kinds(weights):
+    """Phone kinds in proportion to their weights, interleaved (smooth weighted round robin)."""
+    weights = {kind: float(weights.get(kind, 0)) for kind in PHONE_KINDS}
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError("the phones mix needs a positive weight")
+    current = dict.fromkeys(PHONE_KINDS, 0.0)
+    while True:
+        for kind in PHONE_KINDS:
+            current[kind] += weights[kind]
+        chosen = max(PHONE_KINDS, key=current.get)
+        current[chosen] -= total
+        yield chosen

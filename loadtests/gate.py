@@ -13,6 +13,8 @@ from .tracker import PATHS
 
 ANOMALIES = ("lost", "duplicate", "out_of_order", "stray", "late")
 FANOUT_ROWS = [*PATHS, "complete"]
+ANOMALY_PATHS = (*PATHS, "stored")  # "lost stored": acknowledged, yet not in the thread (app scenario)
+REST_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")  # the app scenario's rows, one per route
 
 
 def _entry(stats, name, method="WS"):
@@ -38,12 +40,12 @@ def summarize(stats, scenario):
         }
     send = _entry(stats, "send")
     sent_ok = send.num_requests - send.num_failures if send else 0
-    anomalies = {kind: {path: 0 for path in PATHS} for kind in ANOMALIES}
+    anomalies = {kind: {path: 0 for path in ANOMALY_PATHS} for kind in ANOMALIES}
     for (name, method), e in stats.entries.items():
         kind, _, path = name.partition(" ")
         if method == "WS" and kind in anomalies and path in anomalies[kind]:
             anomalies[kind][path] = e.num_failures
-    counted = {f"{k} {p}" for k in ANOMALIES for p in PATHS} | {f"fanout {p}" for p in FANOUT_ROWS}
+    counted = {f"{k} {p}" for k in ANOMALIES for p in ANOMALY_PATHS} | {f"fanout {p}" for p in FANOUT_ROWS}
     requests = failures = 0
     for (name, method), e in stats.entries.items():
         if name in counted:
@@ -68,7 +70,30 @@ def summarize(stats, scenario):
         "other_requests": requests,
         "other_failures": failures,
         "error_rate": failures / requests if requests else 0.0,
+        "rest": rest_rows(stats),
+        "excused": {p: _count(stats, f"excused {p}") for p in PATHS},
+        "unacknowledged": _count(stats, "unacknowledged"),
+        "acknowledged_stored": _count(stats, "acknowledged stored"),
     }
+
+
+def _count(stats, name):
+    e = _entry(stats, name)
+    return e.num_requests if e else 0
+
+
+def rest_rows(stats):
+    """{"GET /api/...": {count, failures, error_rate, p50, p95, p99, max}} for every REST row."""
+    rows = {}
+    for (name, method), e in sorted(stats.entries.items()):
+        if method not in REST_METHODS or not e.num_requests:
+            continue
+        rows[f"{method} {name}"] = {
+            "count": e.num_requests, "failures": e.num_failures, "error_rate": e.num_failures / e.num_requests,
+            "p50": e.get_response_time_percentile(0.50), "p95": e.get_response_time_percentile(0.95),
+            "p99": e.get_response_time_percentile(0.99), "max": e.max_response_time,
+        }
+    return rows
 
 
 def judge(summary, thresholds):
@@ -83,6 +108,10 @@ def judge(summary, thresholds):
         "max_out_of_order": summary["out_of_order"],
         "min_completed": complete.get("count", 0),
     }
+    # REST rows: the worst route is what a threshold judges (every route must hold).
+    rest = summary.get("rest", {}).values()
+    for name, key in (("p95_rest_ms", "p95"), ("p99_rest_ms", "p99"), ("max_rest_error_rate", "error_rate")):
+        measured[name] = max((row[key] for row in rest), default=0)
     checks = []
     for name, limit in sorted(thresholds.items()):
         value = measured[name]
@@ -126,6 +155,7 @@ def render(summary, checks):
         f"other requests {summary['other_requests']}, failures {summary['other_failures']} "
         f"(error rate {summary['error_rate']:.4%}); stray frames {summary['stray']}, "
         f"arrived after the drain (counted lost) {summary['late']}",
+        *_rest_lines(summary),
         "",
         f"{'threshold':<20}{'limit':>10}{'measured':>12}  result",
     ]
@@ -134,6 +164,21 @@ def render(summary, checks):
     passed = all(ok for *_, ok in checks)
     lines += ["", f"RESULT: {'PASS' if passed else 'FAIL'}"]
     return "\n".join(lines), passed
+
+
+def _rest_lines(summary):
+    rest = summary.get("rest")
+    if not rest:
+        return []
+    excused = sum(summary["excused"].values())
+    lines = ["", f"{'REST route':<58}{'count':>7}{'fail':>6}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"]
+    for name, row in rest.items():
+        lines.append(f"{name:<58}{row['count']:>7}{row['failures']:>6}{_fmt(row['p50']):>8}"
+                     f"{_fmt(row['p95']):>8}{_fmt(row['p99']):>8}")
+    lines.append(f"deliveries excused (their socket closed or dropped first) {excused}; sends unacknowledged "
+                 f"(room socket gone before the echo) {summary['unacknowledged']}; acknowledged and stored "
+                 f"{summary['acknowledged_stored']}, acknowledged but not stored {summary['anomalies']['lost']['stored']}")
+    return lines
 
 
 def gate(environment, scenario, results_dir=None):

@@ -8,8 +8,10 @@ server when no target is given, picks the run time and the reports, and runs thi
 in one process or as a master with workers.
 """
 
+import json
 import logging
 import time
+from pathlib import Path
 
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
@@ -18,9 +20,10 @@ from habitto_client import ws_url_for
 
 from loadtests import accounts as account_store
 from loadtests import config
+from loadtests.app_users import AppConversationUser  # noqa: F401  (the app scenario's user class)
 from loadtests.gate import gate
 from loadtests.state import DONE_MESSAGE, SETUP_MESSAGE, STATE
-from loadtests.users import ConversationUser  # noqa: F401  (the user class Locust runs)
+from loadtests.users import ConversationUser  # noqa: F401  (the default user class)
 
 logger = logging.getLogger("loadtests")
 
@@ -71,6 +74,11 @@ def on_init(environment, **_):
         return
     scenario = _scenario(options)
     STATE.configure(scenario, options.host or "", _ws_base(options), _on_path, _on_anomaly)
+    # Run only the scenario's user class (Locust would run every class of this file).
+    chosen = [cls for cls in environment.user_classes if cls.__name__ == scenario.user_class]
+    if not chosen:
+        raise ValueError(f"scenario {scenario.name}: no user class {scenario.user_class!r} in the locustfile")
+    environment.user_classes[:] = chosen
     runner = environment.runner
     if not isinstance(runner, MasterRunner):
         runner.register_message(SETUP_MESSAGE, lambda environment, msg, **kw: STATE.accept_setup(msg.data))
@@ -117,6 +125,13 @@ def on_test_start(environment, **_):
 
 @events.quitting.add_listener
 def on_quitting(environment, **_):
-    if isinstance(environment.runner, WorkerRunner) or environment.parsed_options is None:
+    if environment.parsed_options is None:
+        return
+    if STATE.scenario.call_log and STATE.call_logs:
+        path = Path(environment.parsed_options.results_dir) / f"{STATE.scenario.name}_calls.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            handle.write("".join(json.dumps(log) + "\n" for log in STATE.call_logs))
+    if isinstance(environment.runner, WorkerRunner):
         return
     gate(environment, STATE.scenario, environment.parsed_options.results_dir)

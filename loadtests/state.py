@@ -24,6 +24,7 @@ class ProcessState:
         self.pairs = []
         self.tracker = None
         self.setup_received = gevent.event.Event()
+        self.call_logs = []  # app scenario: every phone's calls, written when call_log is on
 
     def configure(self, scenario, http_base, ws_base, on_path, on_anomaly):
         self.scenario = scenario

@@ -12,10 +12,17 @@ Every message sent from A to B is expected on four paths:
 Latency is measured from the message's *intended* send time (its slot in the schedule),
 on this process's monotonic clock, so a server that slows the sender down still shows
 up in the figures (no coordinated omission). "complete" is the last of the four.
+
+The app scenario expects a path only when its socket was open at the send (a phone's room
+socket is open only while that chat is on screen) and excuses the outstanding deliveries
+of a socket that dropped (legacy sockets replay nothing; the app catches up through REST):
+`expect(..., paths=...)`, `excuse(...)`, `unacknowledged(...)`. An arrival on a path that
+was not expected is the server doing better than promised, not a duplicate.
 """
 
 PATHS = ("sender_echo", "partner_room", "sender_inbox", "partner_inbox")
 BIT = {path: 1 << index for index, path in enumerate(PATHS)}
+ALL_BITS = sum(BIT.values())
 
 
 def marker(run_id, sender, seq):
@@ -72,15 +79,44 @@ class Tracker:
         self.expected_bits = sum(BIT[p] for p in paths)  # room-only runs expect two paths
         self.on_path = on_path
         self.on_anomaly = on_anomaly
-        self.pending = {}  # (sender, seq) -> [intended, missing bits, conversation key]
+        self.pending = {}  # (sender, seq) -> [intended, missing bits, conversation key, expected bits]
         self.orders = {}  # (socket key, sender) -> OrderCheck
         self.sent = 0
         self.completed = 0
         self.given_up = set()  # (sender, seq) declared lost: a later arrival is "late", not a duplicate
+        self.acknowledged = {}  # conversation -> {(sender, seq)} whose echo arrived
+        self.unexpected = {}  # (sender, seq) -> bits of the paths not expected (closed or dropped sockets)
 
-    def expect(self, sender, seq, intended, conversation):
-        self.pending[(sender, seq)] = [intended, self.expected_bits, conversation]
+    def expect(self, sender, seq, intended, conversation, paths=None):
+        bits = self.expected_bits if paths is None else sum(BIT[p] for p in paths)
+        self.pending[(sender, seq)] = [intended, bits, conversation]
+        if bits != self.expected_bits:
+            self.unexpected[(sender, seq)] = ALL_BITS & ~bits
         self.sent += 1
+
+    def excuse(self, conversation, sender, path):
+        """The socket behind `path` of `sender`'s messages in `conversation` dropped: what it
+        has not delivered yet is no longer expected live. Returns how many deliveries."""
+        bit, count = BIT[path], 0
+        for ident, record in list(self.pending.items()):
+            if record[2] == conversation and ident[0] == sender and record[1] & bit:
+                record[1] &= ~bit
+                self.unexpected[ident] = self.unexpected.get(ident, 0) | bit
+                count += 1
+                if not record[1]:
+                    del self.pending[ident]
+        return count
+
+    def unacknowledged(self, conversation, sender):
+        """`sender`'s room socket dropped: sends still awaiting their echo may or may not be
+        stored; none of their deliveries is expected any more. Returns how many sends."""
+        count = 0
+        for ident, record in list(self.pending.items()):
+            if record[2] == conversation and ident[0] == sender and record[1] & BIT["sender_echo"]:
+                del self.pending[ident]
+                self.unexpected[ident] = ALL_BITS
+                count += 1
+        return count
 
     def forget(self, sender, seq):
         """A send that never left (the socket failed): nothing is expected."""
@@ -107,11 +143,15 @@ class Tracker:
         if record is None and ident in self.given_up:
             self.on_anomaly("late", path)  # already counted lost when the drain ended
             return
+        if self.unexpected.get(ident, 0) & BIT[path]:
+            return  # delivered on a socket that was not open at the send, or dropped meanwhile
         if record is None or not record[1] & BIT[path]:
             # Already counted on this path through another socket of the same kind.
             self.on_anomaly("duplicate", path)
             return
         record[1] &= ~BIT[path]
+        if path == "sender_echo":
+            self.acknowledged.setdefault(record[2], set()).add(ident)
         latency_ms = (now - record[0]) * 1000.0
         complete_ms = None
         if not record[1]:

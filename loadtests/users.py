@@ -82,8 +82,9 @@ class ChatSocketUser(User):
         return session
 
     # -- sockets -----------------------------------------------------------------------------
-    def open_socket(self, url, kind, on_frame):
-        """Open a socket and start its receive greenlet; on_frame(text, arrival_time)."""
+    def open_socket(self, url, kind, on_frame, on_close=None):
+        """Open a socket and start its receive greenlet; on_frame(text, arrival_time);
+        on_close(sock), when given, hears that the server closed it (after the report)."""
         started = time.perf_counter()
         try:
             sock = ChatSocket.open(url, timeout=self.scenario.connect_timeout)
@@ -92,10 +93,10 @@ class ChatSocketUser(User):
             raise
         self.report("WS", f"connect {kind}", (time.perf_counter() - started) * 1000)
         self.sockets.append(sock)
-        self.readers.append(gevent.spawn(self._receive_loop, sock, kind, on_frame))
+        self.readers.append(gevent.spawn(self._receive_loop, sock, kind, on_frame, on_close))
         return sock
 
-    def _receive_loop(self, sock, kind, on_frame):
+    def _receive_loop(self, sock, kind, on_frame, on_close):
         # Bounded in time: the whole run plus a minute, then it stops by itself.
         deadline = time.monotonic() + self.scenario.run_time + 60
         poll = self.scenario.receive_timeout
@@ -106,8 +107,10 @@ class ChatSocketUser(User):
             except Timeout:
                 continue
             except (SocketClosed, ChatError) as exc:
-                if not self.closing:
+                if not self.closing and not sock.closed_by_client:
                     self.report("WS", f"closed {kind}", 0, 0, exc)
+                    if on_close:
+                        on_close(sock)
                 return
             on_frame(text, monotonic())
 

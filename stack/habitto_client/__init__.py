@@ -17,6 +17,15 @@ HTTP (standard library, a timeout on every call, environment proxies ignored)::
     api.refresh(session); api.logout(session); api.me(session); api.mark_thread_read(session, 7)
     r = api.readyz()                            # Response(status, body, elapsed); never raises on 503
     api.request(method, path, body=None, token=None, params=None)  # any call -> Response
+    api.users(session); api.my_profile(session); api.profiles_of_user(session, 7)
+    api.notifications(session, is_read="false"); api.mark_notification_read(session, 3)
+    api.thread_messages(session, 7)             # every message of the thread, newest first
+    ChatHTTP(base, observer=fn)                 # fn(method, route, response|None, seconds, error|None)
+
+The app's token handling (a 401 refreshes through /api/refresh/, then the call is retried)::
+
+    app = AppHTTP("http://127.0.0.1:8001", timeout=5)   # a ChatHTTP that keeps the tokens
+    app.login("alice", "secret"); app.conversations(app.session)   # app.session: the newest tokens
 
 WebSockets (websocket-client, gevent-patchable; no Origin header, like the app)::
 
@@ -27,6 +36,7 @@ WebSockets (websocket-client, gevent-patchable; no Origin header, like the app):
         room.send_message(session.user_id, 7, "hi")       # or room.send_json({...})
         msg = read_room_frame(room.recv_json(timeout=5))  # RoomMessage(id, sender, ...)
     inbox = ChatSocket.open(inbox_url(ws_base, session.user_id, session.access))
+    notifications_url(ws_base, "property", session.user_id, session.access)   # or "tenant"
     read_inbox_frame(inbox.recv_json(2))                  # InboxFrame(message_id, ...)
     inbox.wait_closed(2)   # -> close code, e.g. 4401 / 4403; also inbox.close_code afterwards
 
@@ -54,6 +64,7 @@ from .errors import (
     SocketClosed,
     Timeout,
 )
+from .app import AppHTTP
 from .frames import (
     InboxFrame,
     RoomMessage,
@@ -63,14 +74,14 @@ from .frames import (
     read_room_frame,
     room_frame,
 )
-from .http import ChatHTTP, Response, Session
-from .sockets import ChatSocket, inbox_url, room_path, room_url, ws_url_for
+from .http import ChatHTTP, Response, Session, route_name
+from .sockets import ChatSocket, inbox_url, notifications_url, room_path, room_url, ws_url_for
 from .tokens import jwt_claims, jwt_user_id
 
 __all__ = [
-    "AuthError", "ChatError", "ChatHTTP", "ChatSocket", "ConnectError", "HTTPStatusError",
+    "AppHTTP", "AuthError", "ChatError", "ChatHTTP", "ChatSocket", "ConnectError", "HTTPStatusError",
     "HandshakeRejected", "InboxFrame", "ProtocolError", "Response", "RoomMessage",
     "ServerRejected", "Session", "SocketClosed", "Timeout", "inbox_url", "is_error_frame",
-    "jwt_claims", "jwt_user_id", "read_inbox_frame", "read_room_frame", "room_frame",
-    "room_path", "room_url", "ws_url_for",
+    "jwt_claims", "jwt_user_id", "notifications_url", "read_inbox_frame", "read_room_frame", "room_frame",
+    "room_path", "room_url", "route_name", "ws_url_for",
 ]

@@ -51,6 +51,11 @@ class Response:
         return 200 <= self.status < 300
 
 
+def route_name(path, params=None):
+    """A call's bounded name: the path (template) and the names of its query parameters."""
+    return path + ("?" + "&".join(params) if params else "")
+
+
 def _parse(raw, content_type):
     if not raw:
         return None
@@ -67,16 +72,32 @@ class ChatHTTP:
     """REST calls against one server, e.g. ChatHTTP("http://127.0.0.1:8001", timeout=5).
 
     Proxies from the environment are ignored (the client talks to the server directly).
+    `observer(method, route, response_or_None, elapsed_seconds, error_or_None)`, when given,
+    hears every call once it answered or failed; `route` is the call's bounded name (its
+    path template plus the names of its parameters, e.g. "/api/messages/thread/?other_user_id&page").
     """
 
-    def __init__(self, base_url, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, base_url, timeout=DEFAULT_TIMEOUT, observer=None):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.observer = observer
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     # -- the generic call ------------------------------------------------------------
-    def request(self, method, path, body=None, token=None, params=None, timeout=None):
+    def request(self, method, path, body=None, token=None, params=None, timeout=None, route=None):
         """One call; returns a Response for any HTTP status, raises Timeout/ConnectError."""
+        started = time.monotonic()
+        try:
+            resp = self._exchange(method, path, body, token, params, timeout)
+        except ChatError as exc:
+            if self.observer:
+                self.observer(method, route_name(route or path, params), None, time.monotonic() - started, exc)
+            raise
+        if self.observer:
+            self.observer(method, route_name(route or path, params), resp, resp.elapsed, None)
+        return resp
+
+    def _exchange(self, method, path, body, token, params, timeout):
         url = self.base_url + path
         if params:
             url += "?" + urllib.parse.urlencode(params)
@@ -109,10 +130,10 @@ class ChatHTTP:
             raise ConnectError(f"{method} {url}: {exc}") from exc
         return Response(status, _parse(raw, headers.get("Content-Type")), time.monotonic() - started, headers)
 
-    def call(self, method, path, body=None, session=None, params=None, expect=(200, 201, 204)):
+    def call(self, method, path, body=None, session=None, params=None, expect=(200, 201, 204), route=None):
         """A call that must succeed: returns the envelope's data, raises HTTPStatusError/AuthError."""
         token = session.access if isinstance(session, Session) else session
-        resp = self.request(method, path, body=body, token=token, params=params)
+        resp = self.request(method, path, body=body, token=token, params=params, route=route)
         if resp.status not in expect:
             cls = AuthError if resp.status in (401, 403) else HTTPStatusError
             raise cls(resp.status, resp.body)
@@ -155,6 +176,18 @@ class ChatHTTP:
     def me(self, session):
         return self.call("GET", "/api/users/me/", session=session)
 
+    def users(self, session, **params):
+        """GET /api/users/ -> a page of users (the app's user list sends no parameters)."""
+        return self.call("GET", "/api/users/", session=session, params=params or None)
+
+    def my_profile(self, session):
+        """GET /api/profiles/me/ -> the caller's profile."""
+        return self.call("GET", "/api/profiles/me/", session=session)
+
+    def profiles_of_user(self, session, user_id):
+        """GET /api/profiles/?user_id=ID -> a page holding that user's profile."""
+        return self.call("GET", "/api/profiles/", session=session, params={"user_id": int(user_id)})
+
     @staticmethod
     def _session(data, username, old_refresh=None):
         if not isinstance(data, dict) or "access" not in data:
@@ -185,6 +218,25 @@ class ChatHTTP:
     def clear_conversation(self, session, other_user_id):
         """Hide everything so far in this conversation, for this user only."""
         return self.call("POST", "/api/messages/clear_conversation/", {"other_user_id": int(other_user_id)}, session)
+
+    def thread_messages(self, session, other_user_id, page_size=100):
+        """Every visible message of a thread, newest first, paged with the before_id cursor."""
+        params = {"page_size": page_size}
+        while True:
+            results = self.thread(session, other_user_id, **params)["results"]
+            yield from results
+            if len(results) < page_size:
+                return
+            params["before_id"] = results[-1]["id"]
+
+    # -- notifications ------------------------------------------------------------------
+    def notifications(self, session, **params):
+        """GET /api/notifications/ -> a page (the badge: is_read="false"; count at the top level too)."""
+        return self.call("GET", "/api/notifications/", session=session, params=params or None)
+
+    def mark_notification_read(self, session, notification_id):
+        return self.call("POST", f"/api/notifications/{int(notification_id)}/mark_as_read/", {}, session,
+                         route="/api/notifications/{id}/mark_as_read/")
 
     # -- health (not enveloped; never raises on 503) ----------------------------------------
     def healthz(self, timeout=None):

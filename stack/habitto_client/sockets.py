@@ -44,6 +44,13 @@ def inbox_url(ws_base, user_id, token=None, alias=False):
     return _ws_base(ws_base) + path + _token_query(token)
 
 
+def notifications_url(ws_base, kind, user_id, token=None):
+    """A notification socket of user_id: kind "property" or "tenant" (legacy frames only)."""
+    if kind not in ("property", "tenant"):
+        raise ValueError(f"no {kind!r} notification socket")
+    return _ws_base(ws_base) + f"/ws/{kind}-notifications/{int(user_id)}/" + _token_query(token)
+
+
 def _token_query(token):
     return "" if token is None else "?" + urllib.parse.urlencode({"token": token})
 
@@ -66,6 +73,7 @@ class ChatSocket:
         self.close_code = None  # the server's close code once it closed the socket
         self.close_reason = ""
         self.closed = False
+        self.closed_by_client = False  # close() or abort() was called: this side ended it
 
     @classmethod
     def open(cls, url, timeout=DEFAULT_TIMEOUT, origin=None, headers=None, subprotocols=None):
@@ -180,6 +188,7 @@ class ChatSocket:
     # -- closing -----------------------------------------------------------------------
     def close(self, code=1000, timeout=1.0):
         """Close politely (waits up to `timeout` for the server's close frame)."""
+        self.closed_by_client = True
         if self.closed:
             return
         try:
@@ -193,6 +202,7 @@ class ChatSocket:
 
     def abort(self):
         """Drop the connection without a close handshake (wakes a blocked receiver)."""
+        self.closed_by_client = True
         try:
             self._ws.abort()
         finally:
