@@ -16,7 +16,6 @@ sends whose echo never came because their room socket dropped or the chat was le
 """
 
 import json
-import logging
 import random
 import time
 
@@ -29,12 +28,10 @@ from habitto_client import (
 )
 
 from . import app_journey as journey
-from .config import phone_kinds
 from . import tracker as tracking
+from .config import phone_kinds
 from .state import STATE
-from .users import ChatSocketUser, LoadTestFailure
-
-logger = logging.getLogger("loadtests")
+from .users import ChatSocketUser, LoadTestFailure, inbox_handler
 
 BROWSER_ACTIONS = (("read", 6), ("pull", 3), ("notifications", 1))  # a browser's next screen, weighted
 
@@ -93,9 +90,12 @@ class Phone:
     def connect(self, kind, lane="screen"):
         self.connections += 1
         key = (self.id, kind, self.connections)  # a new order check per connection
-        handler = {"inbox": self._inbox_frame, "property": _ignore, "room": self._room_frame}[kind]
+        if kind == "inbox":
+            on_frame = inbox_handler(self.id, key, self._listed)
+        else:
+            on_frame = self._room_frame(key) if kind == "room" else _ignore
         try:
-            sock = self.user.open_socket(self._url(kind), kind, handler(key), self._closed)
+            sock = self.user.open_socket(self._url(kind), kind, on_frame, self._closed)
         except ChatError:
             self.log(lane, f"WS open {kind}", "failed")
             return False
@@ -162,17 +162,9 @@ class Phone:
 
         return on_frame
 
-    def _inbox_frame(self, key):
-        tracker, loads = STATE.tracker, json.loads
-
-        def on_frame(text, now):
-            obj = loads(text)
-            sender = obj.get("sender")
-            self.listed[obj.get("counterpart_id")] = obj.get("counterpart_profile_picture")
-            path = "sender_inbox" if sender == self.id else "partner_inbox"
-            tracker.arrived(key, path, obj.get("content", ""), now)
-
-        return on_frame
+    def _listed(self, frame):
+        """chat_page.dart: an inbox frame moves (or adds) the counterpart's tile to the top."""
+        self.listed[frame.get("counterpart_id")] = frame.get("counterpart_profile_picture")
 
     # -- time: think, type, and (churn) lose the network -----------------------------------------
     def _next_churn(self, now):
@@ -328,8 +320,8 @@ class Phone:
         self.refreshes = self.api.refreshes  # the session's, not the final check's
 
 
-def _ignore(_key):
-    return lambda text, now: None
+def _ignore(text, now):
+    """The property-notification socket's frames: the load test publishes no notifications."""
 
 
 class AppConversationUser(ChatSocketUser):
@@ -380,19 +372,7 @@ class AppConversationUser(ChatSocketUser):
                                         "refreshes": phone.refreshes, "calls": phone.calls})
             self.close_sockets()
             STATE.conversation_done(self.environment)
-        deadline = time.monotonic() + self.scenario.run_time + 60
-        while time.monotonic() < deadline:
-            gevent.sleep(1)
-
-    def drain(self):
-        deadline = time.monotonic() + self.scenario.drain
-        tracker = STATE.tracker
-        while tracker.outstanding(self.key) and time.monotonic() < deadline:
-            gevent.sleep(0.05)
-        lost, _ = tracker.give_up(self.key)
-        for path, count in lost.items():
-            for _ in range(count):
-                self.report("WS", f"lost {path}", 0, 0, LoadTestFailure(f"{path} never arrived"))
+        self.idle_until_stopped()
 
     def check_stored(self, phone):
         """Every acknowledged message (its echo came back) must be in the thread, whatever

@@ -43,6 +43,21 @@ class LoadTestFailure(Exception):
     """A counted failure (lost, duplicate...): its message is the row's error text."""
 
 
+def inbox_handler(owner_id, socket_key, on_object=None):
+    """on_frame of an inbox socket: each frame is a delivery on sender_inbox (the owner sent
+    it) or partner_inbox; on_object(frame), when given, sees every frame first."""
+    tracker, loads = STATE.tracker, json.loads
+
+    def on_frame(text, now):
+        obj = loads(text)
+        if on_object:
+            on_object(obj)
+        path = "sender_inbox" if obj.get("sender") == owner_id else "partner_inbox"
+        tracker.arrived(socket_key, path, obj.get("content", ""), now)
+
+    return on_frame
+
+
 class ChatSocketUser(User):
     """Abstract: HTTP login, sockets with receive greenlets, timed and reported."""
 
@@ -124,6 +139,27 @@ class ChatSocketUser(User):
     def on_stop(self):
         self.close_sockets()
 
+    # -- the end of a conversation (self.key) -------------------------------------------------------
+    def drain(self):
+        """Wait for late deliveries, then count whatever is still missing as lost."""
+        deadline = time.monotonic() + self.scenario.drain
+        tracker = STATE.tracker
+        while tracker.outstanding(self.key) and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        lost, messages = tracker.give_up(self.key)
+        for path, count in lost.items():
+            for _ in range(count):
+                self.report("WS", f"lost {path}", 0, 0, LoadTestFailure(f"{path} never arrived"))
+        if messages:
+            logger.error("conversation %s: %d messages incomplete after %.0f s drain: %s",
+                         self.key, messages, self.scenario.drain, lost)
+
+    def idle_until_stopped(self):
+        """Idle until the runner stops this user (bounded by the run time)."""
+        deadline = time.monotonic() + self.scenario.run_time + 60
+        while time.monotonic() < deadline:
+            gevent.sleep(1)
+
 
 class Participant:
     """One account of a conversation: session and sockets."""
@@ -157,7 +193,7 @@ class ConversationUser(ChatSocketUser):
                 me.room = self.open_socket(room_url(self.ws_base, a.id, b.id, token), "room",
                                            self._room_handler(me))
                 if self.scenario.inbox:
-                    self.open_socket(inbox_url(self.ws_base, me.id, token), "inbox", self._inbox_handler(me))
+                    self.open_socket(inbox_url(self.ws_base, me.id, token), "inbox", inbox_handler(me.id, (id(me), "inbox")))
         except ChatError:
             self.close_sockets()
             STATE.conversation_done(self.environment)
@@ -188,17 +224,6 @@ class ConversationUser(ChatSocketUser):
             else:
                 path = "partner_room"
             tracker.arrived((id(me), "room"), path, obj.get("content", ""), now)
-
-        return on_frame
-
-    def _inbox_handler(self, me):
-        tracker, loads = STATE.tracker, json.loads
-
-        def on_frame(text, now):
-            obj = loads(text)
-            sender = obj.get("sender")
-            path = "sender_inbox" if sender == me.id else "partner_inbox"
-            tracker.arrived((id(me), "inbox"), path, obj.get("content", ""), now)
 
         return on_frame
 
@@ -259,20 +284,6 @@ class ConversationUser(ChatSocketUser):
             me.seq = seq + 1
             me.next_at = intended + interval
 
-    def drain(self):
-        """Wait for late deliveries, then count whatever is still missing as lost."""
-        deadline = time.monotonic() + self.scenario.drain
-        tracker = STATE.tracker
-        while tracker.outstanding(self.key) and time.monotonic() < deadline:
-            gevent.sleep(0.05)
-        lost, messages = tracker.give_up(self.key)
-        for path, count in lost.items():
-            for _ in range(count):
-                self.report("WS", f"lost {path}", 0, 0, LoadTestFailure(f"{path} never arrived"))
-        if messages:
-            logger.error("conversation %s: %d messages incomplete after %.0f s drain: %s",
-                         self.key, messages, self.scenario.drain, lost)
-
     @task
     def run_conversation(self):
         try:
@@ -282,8 +293,5 @@ class ConversationUser(ChatSocketUser):
             self.close_sockets()
             self.finished = True
             STATE.conversation_done(self.environment)
-        # Idle until the runner stops this user (bounded by the run time).
-        deadline = time.monotonic() + self.scenario.run_time + 60
-        while time.monotonic() < deadline:
-            gevent.sleep(1)
+        self.idle_until_stopped()
 
