@@ -107,3 +107,16 @@ def test_a_dropped_socket_excuses_its_deliveries_and_unacknowledged_sends_are_co
 ])
 def test_refreshed_tokens_are_read_where_the_app_reads_them(body, access, refresh):
     assert _tokens(body, "old") == (access, refresh)
+
+
+def test_rest_rows_are_gated_by_their_worst_route():
+    """p95/p99 and the error rate of every REST route: the worst one decides."""
+    from loadtests import gate
+
+    summary = {"fanout": {"complete": {"count": 10, "p95": 40, "p99": 60}}, "error_rate": 0.0, "lost": 0,
+               "duplicated": 0, "out_of_order": 0,
+               "rest": {"GET /api/users/": {"p95": 30, "p99": 40, "error_rate": 0.0},
+                        "POST /api/login/": {"p95": 300, "p99": 900, "error_rate": 0.5}}}
+    limits = {"p95_rest_ms": 250, "p99_rest_ms": 1000, "max_rest_error_rate": 0.0}
+    verdict = {name: (value, ok) for name, _, value, ok in gate.judge(summary, limits)}
+    assert verdict == {"p95_rest_ms": (300, False), "p99_rest_ms": (900, True), "max_rest_error_rate": (0.5, False)}
