@@ -12,6 +12,7 @@ import pytest
 from websockets.sync.server import serve as ws_serve
 
 from habitto_client import (
+    AppHTTP,
     AuthError,
     ChatHTTP,
     ChatSocket,
@@ -29,7 +30,9 @@ from habitto_client import (
     read_inbox_frame,
     read_room_frame,
     room_frame,
+    notifications_url,
     room_url,
+    route_name,
     ws_url_for,
 )
 from tests.support.live import free_port
@@ -55,6 +58,16 @@ def test_inbox_url_and_alias_and_token_is_quoted():
     """The inbox path and its older alias; the token is URL-encoded."""
     assert inbox_url("ws://h", 7, "a+b/c") == "ws://h/ws/chat/inbox/7/?token=a%2Bb%2Fc"
     assert inbox_url("ws://h", 7, alias=True) == "ws://h/ws/notifications/7/"
+
+
+def test_notification_socket_urls_and_route_names():
+    """The app's notification sockets; a call's row name is its path and parameter names."""
+    assert notifications_url("ws://h/", "property", 7, "t") == "ws://h/ws/property-notifications/7/?token=t"
+    assert notifications_url("ws://h", "tenant", 7) == "ws://h/ws/tenant-notifications/7/"
+    with pytest.raises(ValueError):
+        notifications_url("ws://h", "chat", 7)
+    assert route_name("/api/messages/thread/", {"other_user_id": 3, "page": 1}) == "/api/messages/thread/?other_user_id&page"
+    assert route_name("/api/users/") == "/api/users/"
 
 
 def test_ws_url_for_maps_http_schemes_and_keeps_the_rest():
@@ -314,6 +327,36 @@ def test_live_login_rest_and_health(live):
         api.login(a["username"], "wrong-password")
     with pytest.raises(AuthError):
         api.thread(Session("x.y.z", alice.refresh, alice.user_id), bob.user_id)
+
+
+@pytest.mark.e2e
+def test_live_app_http_refreshes_on_401_and_retries_like_the_app(live):
+    """AppHTTP (api_service.dart): a 401 -> POST /api/refresh/ -> the same call again; a refresh
+    that fails tries /api/token/refresh/ and clears the tokens; after three failed refreshes
+    in a row a 401 is passed on without trying."""
+    seen = []
+    api = AppHTTP(live.http_url(live.ports[1]), timeout=10,
+                  observer=lambda method, route, resp, seconds, error: seen.append((method, route, resp.status)))
+    account = live.users[2]
+    first = api.login(account["username"], PASSWORD)
+    api.session = Session("x.y.z", first.refresh, first.user_id)  # the stored access token no longer works
+    assert api.me(api.session)["id"] == account["id"]
+    assert seen[1:] == [("GET", "/api/users/me/", 401), ("POST", "/api/refresh/", 200), ("GET", "/api/users/me/", 200)]
+    assert api.refreshes == 1 and api.session.refresh != first.refresh  # rotated and stored
+    api.session = Session("x.y.z", first.refresh, first.user_id)  # that refresh token is blacklisted now
+    seen.clear()
+    with pytest.raises(AuthError):
+        api.me(api.session)
+    assert seen == [("GET", "/api/users/me/", 401), ("POST", "/api/refresh/", 401),
+                    ("POST", "/api/token/refresh/", 401)]
+    assert api.session is None and api.failed_refreshes == 1
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            api.me(None)
+    seen.clear()
+    with pytest.raises(AuthError):
+        api.me(None)
+    assert seen == [("GET", "/api/users/me/", 401)] and api.failed_refreshes == 3
 
 
 @pytest.mark.e2e
