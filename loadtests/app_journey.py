@@ -66,7 +66,6 @@ CALLS = {
 
 THREAD_PAGE_SIZE = 50  # getThread(page: 1, pageSize: 50)
 NOTIFICATIONS_PAGE_SIZE = 50  # _NotificationsPageState._load(): list(pageSize: 50)
-ECHO_TIMEOUT = 5.0  # _sendMessage(): no echo within 5 s -> "serverNoConfirmation"
 INBOX_FIRST_DELAY, INBOX_MAX_DELAY = 1.0, 10.0  # _inboxReconnectDelayMs: 1000, then *2, clamp(1000, 10000)
 NOTIFICATION_RECONNECT_DELAY = 2.0  # _schedulePropertyNotifReconnect: Duration(seconds: 2)
 

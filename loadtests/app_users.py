@@ -33,7 +33,7 @@ from .config import phone_kinds
 from .state import STATE
 from .users import ChatSocketUser, LoadTestFailure, inbox_handler
 
-BROWSER_ACTIONS = (("read", 6), ("pull", 3), ("notifications", 1))  # a browser's next screen, weighted
+BROWSER_ACTIONS = ("read", "pull", "notifications")  # a browser's next screen, weighted by phones.browser_actions
 
 
 class Phone:
@@ -98,6 +98,8 @@ class Phone:
             sock = self.user.open_socket(self._url(kind), kind, on_frame, self._closed)
         except ChatError:
             self.log(lane, f"WS open {kind}", "failed")
+            if kind != "room" and lane == "screen":
+                gevent.spawn(self._reconnect, kind)  # the failure reaches onDone: the app schedules a reconnect
             return False
         self.sockets[kind] = sock
         self.log(lane, f"WS open {kind}", 101)
@@ -287,8 +289,7 @@ class Phone:
         self.think()
 
     def browser(self):
-        actions, weights = zip(*BROWSER_ACTIONS)
-        action = self.rng.choices(actions, weights)[0]
+        action = self.rng.choices(BROWSER_ACTIONS, self.mix["browser_actions"])[0]
         if action == "read" and self.partner.id in self.listed:
             self.open_chat()
             self.think()
@@ -358,7 +359,10 @@ class AppConversationUser(ChatSocketUser):
             deadline = time.monotonic() + self.scenario.duration
             greenlets = []
             for phone in self.phones:
-                phone.chat_tab()
+                try:
+                    phone.chat_tab()
+                except ChatError:
+                    pass  # reported by the observer; the tab shows an error, the sockets stay
                 greenlets.append(gevent.spawn(phone.run, deadline))
             gevent.joinall(greenlets)
             for phone in self.phones:
