@@ -104,6 +104,9 @@ def load(name="default", path=SCENARIOS_FILE, overrides=None):
     unknown = set(thresholds) - THRESHOLD_KEYS
     if unknown:
         raise KeyError(f"unknown thresholds {sorted(unknown)} in {path}")
+    if values.get("churn") and values.get("user_class") != "AppConversationUser":
+        raise ValueError(f"scenario {name}: churn drops and reopens sockets the app's way; "
+                         "it needs user_class = \"AppConversationUser\"")
     return Scenario(name=name, thresholds=thresholds, phones=phones,
                     server_env={k: str(v) for k, v in server_env.items()}, **values)
 

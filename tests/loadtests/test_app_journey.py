@@ -120,3 +120,18 @@ def test_rest_rows_are_gated_by_their_worst_route():
     limits = {"p95_rest_ms": 250, "p99_rest_ms": 1000, "max_rest_error_rate": 0.0}
     verdict = {name: (value, ok) for name, _, value, ok in gate.judge(summary, limits)}
     assert verdict == {"p95_rest_ms": (300, False), "p99_rest_ms": (900, True), "max_rest_error_rate": (0.5, False)}
+
+
+def test_app_scenarios_load_and_churn_needs_the_phones():
+    """The app scenarios load with their phones; churn on ConversationUser is refused, not ignored."""
+    from loadtests import config
+
+    for name in ("app", "app_smoke", "app_churn"):
+        scenario = config.load(name)
+        assert scenario.user_class == "AppConversationUser" and scenario.thresholds["max_lost"] == 0
+        assert {"chatter", "browser", "idle", "think_s", "typing_s"} <= set(scenario.phones)
+    assert config.load("app", overrides={"phones.think_s": "0.5,2"}).phones["think_s"] == [0.5, 2.0]
+    with pytest.raises(KeyError):
+        config.load("app", overrides={"phones.nonsense": "1"})
+    with pytest.raises(ValueError):
+        config.load("smoke", overrides={"churn": "3"})
