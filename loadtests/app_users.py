@@ -60,12 +60,13 @@ class Phone:
         self.refreshes = 0
         self.inbox_delay = journey.INBOX_FIRST_DELAY
         self.churn_at = self._next_churn(time.monotonic())
-        self.calls = []  # [lane, call name, status, seconds since the phone started]
+        self.calls = []  # [lane, call name, status, seconds since the phone started (when the call started)]
         self.started = time.monotonic()
 
     # -- the call log and the reports ---------------------------------------------------------
-    def log(self, lane, name, status=None):
-        self.calls.append([lane, name, status, round(time.monotonic() - self.started, 3)])
+    def log(self, lane, name, status=None, at=None):
+        """One call of the log; `at` (monotonic) when it started, default now."""
+        self.calls.append([lane, name, status, round((at or time.monotonic()) - self.started, 3)])
 
     def _observed(self, method, route, resp, elapsed, error):
         status = resp.status if resp is not None else None
@@ -94,15 +95,16 @@ class Phone:
             on_frame = inbox_handler(self.id, key, self._listed)
         else:
             on_frame = self._room_frame(key) if kind == "room" else _ignore
+        started = time.monotonic()
         try:
             sock = self.user.open_socket(self._url(kind), kind, on_frame, self._closed)
         except ChatError:
-            self.log(lane, f"WS open {kind}", "failed")
+            self.log(lane, f"WS open {kind}", "failed", started)
             if kind != "room" and lane == "screen":
                 gevent.spawn(self._reconnect, kind)  # the failure reaches onDone: the app schedules a reconnect
             return False
         self.sockets[kind] = sock
-        self.log(lane, f"WS open {kind}", 101)
+        self.log(lane, f"WS open {kind}", 101, started)
         return True
 
     def _closed(self, sock):
