@@ -177,7 +177,8 @@ def _rest_lines(summary):
                      f"{_fmt(row['p95']):>8}{_fmt(row['p99']):>8}")
     lines.append(f"deliveries excused (their socket closed or dropped first) {excused}; sends unacknowledged "
                  f"(room socket gone before the echo) {summary['unacknowledged']}; acknowledged and stored "
-                 f"{summary['acknowledged_stored']}, acknowledged but not stored {summary['anomalies']['lost']['stored']}")
+                 f"{summary['acknowledged_stored']}, acknowledged but not stored "
+                 f"{summary['anomalies']['lost']['stored']}")
     return lines
 
 

@@ -193,7 +193,8 @@ class ConversationUser(ChatSocketUser):
                 me.room = self.open_socket(room_url(self.ws_base, a.id, b.id, token), "room",
                                            self._room_handler(me))
                 if self.scenario.inbox:
-                    self.open_socket(inbox_url(self.ws_base, me.id, token), "inbox", inbox_handler(me.id, (id(me), "inbox")))
+                    self.open_socket(inbox_url(self.ws_base, me.id, token), "inbox",
+                                     inbox_handler(me.id, (id(me), "inbox")))
         except ChatError:
             self.close_sockets()
             STATE.conversation_done(self.environment)

@@ -66,7 +66,8 @@ def test_notification_socket_urls_and_route_names():
     assert notifications_url("ws://h", "tenant", 7) == "ws://h/ws/tenant-notifications/7/"
     with pytest.raises(ValueError):
         notifications_url("ws://h", "chat", 7)
-    assert route_name("/api/messages/thread/", {"other_user_id": 3, "page": 1}) == "/api/messages/thread/?other_user_id&page"
+    thread = route_name("/api/messages/thread/", {"other_user_id": 3, "page": 1})
+    assert thread == "/api/messages/thread/?other_user_id&page"
     assert route_name("/api/users/") == "/api/users/"
 
 

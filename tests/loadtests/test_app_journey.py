@@ -21,7 +21,8 @@ FROM_USERS = ["GET /api/users/", "GET /api/profiles/?user_id", "WS open room",
 
 
 def test_the_apps_orders_are_journeys():
-    chatter = LOGIN + CHAT_TAB + FROM_USERS + ["WS send room"] * 3 + ["WS close room"] + FROM_LIST + ["away", "WS close room"]
+    chatter = (LOGIN + CHAT_TAB + FROM_USERS + ["WS send room"] * 3 + ["WS close room"]
+               + FROM_LIST + ["away", "WS close room"])
     assert journey.mismatch("chatter", chatter) is None
     browser = LOGIN + CHAT_TAB + ["GET /api/messages/conversations/", "GET /api/notifications/?is_read"] + FROM_LIST + [
         "WS close room", "GET /api/notifications/?page&page_size", "away", "GET /api/notifications/?is_read",
@@ -49,7 +50,8 @@ def test_a_401_must_be_followed_by_a_refresh_and_the_same_call():
     with pytest.raises(ValueError):
         journey.collapse_refreshes([("GET /api/users/", 401), ("GET /api/users/", 200)])
     with pytest.raises(ValueError):
-        journey.collapse_refreshes([("GET /api/users/", 401), ("POST /api/refresh/", 200), ("GET /api/profiles/me/", 200)])
+        journey.collapse_refreshes([("GET /api/users/", 401), ("POST /api/refresh/", 200),
+                                    ("GET /api/profiles/me/", 200)])
 
 
 def test_inbox_reconnect_delays_double_up_to_ten_seconds():
