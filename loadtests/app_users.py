@@ -374,8 +374,9 @@ class AppConversationUser(ChatSocketUser):
         finally:
             for phone in self.phones:
                 phone.ended = True
-                STATE.call_logs.append({"username": phone.account["username"], "kind": phone.kind,
-                                        "refreshes": phone.refreshes, "calls": phone.calls})
+                if self.scenario.call_log:
+                    STATE.call_logs.append({"username": phone.account["username"], "kind": phone.kind,
+                                            "refreshes": phone.refreshes, "calls": phone.calls})
             self.close_sockets()
             STATE.conversation_done(self.environment)
         self.idle_until_stopped()

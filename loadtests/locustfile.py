@@ -127,7 +127,7 @@ def on_test_start(environment, **_):
 def on_quitting(environment, **_):
     if environment.parsed_options is None:
         return
-    if STATE.scenario.call_log and STATE.call_logs:
+    if STATE.call_logs:
         path = Path(environment.parsed_options.results_dir) / f"{STATE.scenario.name}_calls.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as handle:
