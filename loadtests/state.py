@@ -35,7 +35,8 @@ class ProcessState:
 
     def _new_tracker(self):
         paths = PATHS if self.scenario.inbox else ("sender_echo", "partner_room")
-        return Tracker(self.run_id, self._on_path, self._on_anomaly, paths)
+        return Tracker(self.run_id, self._on_path, self._on_anomaly, paths,
+                       keep_acknowledged=self.scenario.user_class == "AppConversationUser")
 
     def accept_setup(self, data):
         """The master's setup message: this process's accounts, the run id, the start time."""

@@ -74,7 +74,7 @@ class Tracker:
     """Outstanding messages of one process. `on_path(path, ms, complete_ms_or_None)` is fired
     for every first arrival; `on_anomaly(kind, path)` for duplicates, reorders and strays."""
 
-    def __init__(self, run_id, on_path, on_anomaly, paths=PATHS):
+    def __init__(self, run_id, on_path, on_anomaly, paths=PATHS, keep_acknowledged=False):
         self.run_id = run_id
         self.expected_bits = sum(BIT[p] for p in paths)  # room-only runs expect two paths
         self.on_path = on_path
@@ -84,7 +84,8 @@ class Tracker:
         self.sent = 0
         self.completed = 0
         self.given_up = set()  # (sender, seq) declared lost: a later arrival is "late", not a duplicate
-        self.acknowledged = {}  # conversation -> {(sender, seq)} whose echo arrived
+        # conversation -> {(sender, seq)} whose echo arrived (kept for the app scenario's stored check)
+        self.acknowledged = {} if keep_acknowledged else None
         self.unexpected = {}  # (sender, seq) -> bits of the paths not expected (closed or dropped sockets)
 
     def expect(self, sender, seq, intended, conversation, paths=None):
@@ -150,7 +151,7 @@ class Tracker:
             self.on_anomaly("duplicate", path)
             return
         record[1] &= ~BIT[path]
-        if path == "sender_echo":
+        if path == "sender_echo" and self.acknowledged is not None:
             self.acknowledged.setdefault(record[2], set()).add(ident)
         latency_ms = (now - record[0]) * 1000.0
         complete_ms = None

@@ -69,7 +69,8 @@ def test_phone_kinds_follow_the_weights_interleaved():
 
 def make_tracker():
     anomalies = []
-    tracker = Tracker("run", lambda *a: None, lambda kind, path: anomalies.append((kind, path)))
+    tracker = Tracker("run", lambda *a: None, lambda kind, path: anomalies.append((kind, path)),
+                      keep_acknowledged=True)
     return tracker, anomalies
 
 
