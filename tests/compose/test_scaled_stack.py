@@ -10,7 +10,6 @@ Needs a Docker engine, Compose v2 and the stand-in images (ops/bootstrap-docker.
 without them the module skips loudly (fails under REQUIRE_SERVICES=1).
 """
 
-import json
 import subprocess
 import threading
 import time
@@ -20,22 +19,9 @@ import pytest
 
 from habitto_client import ChatError, ChatSocket, inbox_url, room_url
 from tests.compose.stack import run, running_stack
-from tests.compose.test_compose_stack import (  # noqa: F401 - fixtures and tests run again here
-    WAIT,
-    accounts,
-    post_message,
-    sockets,
-)
-from tests.compose.test_compose_stack import (
-    test_http_post_on_the_http_port_reaches_sockets_on_the_ws_port as test_contract_http_post_reaches_sockets_through_the_proxy,  # noqa: E501
-)
-from tests.compose.test_compose_stack import (
-    test_registration_and_login_over_http as test_contract_registration_and_login_through_the_proxy,
-)
-from tests.compose.test_compose_stack import (
-    test_room_socket_message_reaches_the_other_users_room_and_inbox as test_contract_room_message_through_the_proxy,
-)
-from tests.ops.conftest import PROBE_PASSWORD, fab
+from tests.compose import test_compose_stack as default_stack
+from tests.compose.test_compose_stack import WAIT, accounts, post_message, sockets  # noqa: F401 - fixtures
+from tests.ops.conftest import compose_oncall_env, fab
 from tests.support.chat import check_inbox_frame, check_room_frame, marker, recv_until, thread_ids, wait_for
 from tests.support.live import http_json
 
@@ -54,10 +40,15 @@ def container_health(container):
     return run(["docker", "inspect", "--format", "{{.State.Status}} {{.State.Health.Status}}", container]).stdout.split()
 
 
-def sockets_open(port):
-    """habitto_chat_sockets_open summed over kinds, read from one backend's /metrics."""
+def metrics_text(port):
+    """One backend's /metrics, read directly over loopback (allowed without a token)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
+        return response.read().decode()
+
+
+def sockets_open(port):
+    """habitto_chat_sockets_open summed over kinds and protocols, on one backend."""
+    text = metrics_text(port)
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("habitto_chat_sockets_open{"))
 
 
@@ -81,8 +72,16 @@ def test_three_backends_behind_nginx_each_on_its_own_port(stack):
         assert status == 200 and set(body["checks"]) == {"database", "channel_layer", "redis"}, body
         # Metrics are scraped from each backend directly, never through the public proxy.
         assert http_json("GET", f"{stack.http_url(port)}/metrics")[0] == 404
-    with_metrics = http_json("GET", f"{stack.http_url(stack.replica_ports[0])}/metrics")
-    assert with_metrics[0] == 200
+    for port in stack.replica_ports:
+        assert "habitto_chat_messages_stored_total" in metrics_text(port)
+
+
+# The default stack's contract tests, again, through the proxy (stack.http_port and
+# stack.ws_port are its ports here).
+test_contract_registration_and_login_through_the_proxy = default_stack.test_registration_and_login_over_http
+test_contract_room_message_through_the_proxy = default_stack.test_room_socket_message_reaches_the_other_users_room_and_inbox
+test_contract_http_post_reaches_sockets_through_the_proxy = \
+    default_stack.test_http_post_on_the_http_port_reaches_sockets_on_the_ws_port
 
 
 def test_message_posted_through_one_backend_reaches_sockets_on_the_others(stack, accounts, sockets):
@@ -231,20 +230,8 @@ def test_restarting_one_backend_under_traffic_loses_no_acknowledged_message(stac
 
 @pytest.fixture(scope="module")
 def oncall_env(stack, tmp_path_factory):
-    created = stack.compose(
-        "exec", "-T", "backend", "python", "/app/stack/manage.py", "create_loadtest_users",
-        "--count", "2", "--prefix", "probe", "--password", PROBE_PASSWORD,
-    ).stdout
-    accounts_file = tmp_path_factory.mktemp("scaled-oncall") / "probes.json"
-    accounts_file.write_text(json.dumps(json.loads(created)))
-    return {
-        "ONCALL_WS_PORT": stack.ws_port,
-        "ONCALL_HTTP_PORT": stack.http_port,
-        "ONCALL_REDIS_URL": f"redis://127.0.0.1:{stack.ports['REDIS_PORT']}/0",
-        "ONCALL_COMPOSE_PROJECT": stack.project,
-        "ONCALL_BACKEND_PORT_BASE": stack.ports["BACKEND_PORT_BASE"],
-        "ONCALL_PROBE_ACCOUNTS_FILE": accounts_file,
-    }
+    return compose_oncall_env(stack, tmp_path_factory.mktemp("scaled-oncall"), "backend",
+                              ONCALL_BACKEND_PORT_BASE=stack.ports["BACKEND_PORT_BASE"])
 
 
 def test_redis_stopped_readiness_through_the_proxy_and_make_health_name_redis(stack, oncall_env):
