@@ -49,8 +49,8 @@ up: docker-build
 	@$(COMPOSE) $(UP_PROFILES) ps
 	@echo "Backend: WebSockets ws://127.0.0.1:$${BACKEND_WS_PORT:-$$(sed -n 's/^BACKEND_WS_PORT=//p' .env 2>/dev/null | grep . || echo 8000)}," \
 	      "HTTP http://127.0.0.1:$${BACKEND_HTTP_PORT:-$$(sed -n 's/^BACKEND_HTTP_PORT=//p' .env 2>/dev/null | grep . || echo 8001)}"
-	@$(if $(SCALED),echo "  (nginx in front of $(BACKENDS) backends, each on one port from BACKEND_PORT_BASE, default 18100)")
-	@$(if $(MONITORING),echo "Prometheus: http://127.0.0.1:PROMETHEUS_PORT (default 19090), targets at /targets")
+	@$(if $(SCALED),echo "  through nginx to $(BACKENDS) backends: one port each from BACKEND_PORT_BASE (default 18100)")
+	@$(if $(MONITORING),echo "Prometheus: http://127.0.0.1:PROMETHEUS_PORT (default 19090); every backend at /targets")
 
 down:
 	$(COMPOSE) --profile '*' down --remove-orphans

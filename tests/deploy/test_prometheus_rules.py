@@ -24,9 +24,10 @@ def recording_rules():
     return {rule["record"]: rule["expr"] for group in groups for rule in group["rules"] if "record" in rule}
 
 
-def threshold(expr, series):
-    """The number `series > N` compares with."""
-    match = re.fullmatch(rf"\s*{re.escape(series)}\s*>\s*([0-9.]+)\s*", expr)
+def threshold(expr, series, operator=">"):
+    """The number `series <operator> N` compares with (the on-call checks: WARNING above the
+    commit and 5xx thresholds, at or above the layer-errors one)."""
+    match = re.fullmatch(rf"\s*{re.escape(series)}\s*{re.escape(operator)}\s*([0-9.]+)\s*", expr)
     assert match, expr
     return float(match.group(1))
 
@@ -38,7 +39,7 @@ def test_alerts_use_the_thresholds_of_fabric_yml():
         metrics["commit_p99_warn_ms"] / 1000
     assert threshold(rules["HabittoServerErrors"]["expr"], "habitto:http_5xx:ratio_5m") == \
         metrics["http_5xx_ratio_warn"]
-    assert threshold(rules["HabittoChannelLayerFailing"]["expr"], "habitto:layer_errors:increase_5m") == \
+    assert threshold(rules["HabittoChannelLayerFailing"]["expr"], "habitto:layer_errors:increase_5m", ">=") == \
         metrics["layer_errors_warn"]
 
 
