@@ -23,6 +23,9 @@ awk -v base="$BACKEND_PORT_BASE" -v count="$BACKENDS" -v ws="$BACKEND_WS_PORT" -
     END { if (!listed || !listened) { print "habitto-chat.conf: no upstream servers or no listen 80 to replace" > "/dev/stderr"; exit 1 } }
 ' "$here/habitto-chat.conf" >"$out"
 
+# The official image's default server listens on port 80: on the host network that would
+# be the host's port 80.
+rm -f /etc/nginx/conf.d/default.conf
 echo "proxy: 127.0.0.1:$BACKEND_WS_PORT and :$BACKEND_HTTP_PORT -> $BACKENDS backends from 127.0.0.1:$BACKEND_PORT_BASE"
 nginx -t
 exec nginx -g 'daemon off;'

@@ -8,7 +8,7 @@
 set -eu
 : "${BACKENDS:?}" "${BACKEND_PORT_BASE:?}" "${BACKEND_WS_PORT:?}" "${BACKEND_HTTP_PORT:?}" "${PROMETHEUS_PORT:?}"
 here=$(dirname "$0")
-config=/tmp/prometheus.yml
+config=/prometheus/habitto-prometheus.yml  # the data volume: writable by nobody in any image
 
 if [ "$BACKENDS" -gt 1 ]; then
     targets="" i=0

@@ -63,8 +63,10 @@ def test_proxy_config_is_the_tested_nginx_file_with_other_ports(tmp_path):
     (folder / "habitto-chat.conf").write_text(source)
     output = tmp_path / "out.conf"
     script = (REPO_DIR / "deploy" / "nginx" / "compose-proxy.sh").read_text()
-    # Render only: the output path moved here, nginx itself not started.
-    script = script.replace("/etc/nginx/conf.d/habitto-chat.conf", str(output)).split("\nnginx -t\n")[0]
+    # Render only (the script up to its awk command), into a file of this test.
+    render_end = '"$here/habitto-chat.conf" >"$out"\n'
+    assert render_end in script
+    script = script.replace("/etc/nginx/conf.d/habitto-chat.conf", str(output)).split(render_end)[0] + render_end
     (folder / "render.sh").write_text(script)
     env = {**os.environ, "BACKENDS": "3", "BACKEND_PORT_BASE": "18100", "BACKEND_WS_PORT": "8000",
            "BACKEND_HTTP_PORT": "8001"}
