@@ -18,7 +18,9 @@ SCALED := $(shell [ "$(BACKENDS)" -gt 1 ] 2>/dev/null && echo 1)
 UP_PROFILES := $(if $(SCALED),--profile scaled) $(if $(MONITORING),--profile monitoring)
 # Named explicitly, so the other layout's backends are not started.
 UP_SERVICES := redis postgres migrate $(if $(SCALED),backend proxy,backend-ws backend-http) $(if $(MONITORING),prometheus)
-OTHER_LAYOUT := $(if $(SCALED),backend-ws backend-http,backend proxy)
+# What an earlier `make up` of another layout may have left running: removed first (the
+# other backends hold the same ports; a Prometheus left behind would scrape the old layout).
+NOT_WANTED := $(if $(SCALED),backend-ws backend-http,backend proxy) $(if $(MONITORING),,prometheus)
 
 .PHONY: docker-bootstrap docker-env docker-images docker-build up down logs ps
 
@@ -42,8 +44,7 @@ docker-build: docker-env docker-images
 
 up: docker-build
 	@case "$(BACKENDS)" in ''|*[!0-9]*|0) echo "BACKENDS must be a whole number >= 1, got '$(BACKENDS)'" >&2; exit 2;; esac
-	@# The other layout's backends hold 8000/8001 (or the replica ports): remove them first.
-	$(COMPOSE) --profile '*' rm --stop --force $(OTHER_LAYOUT)
+	$(COMPOSE) --profile '*' rm --stop --force $(NOT_WANTED)
 	$(COMPOSE) $(UP_PROFILES) up --detach --wait --wait-timeout $(UP_TIMEOUT) \
 		$(if $(SCALED),--scale backend=$(BACKENDS)) $(UP_SERVICES)
 	@$(COMPOSE) $(UP_PROFILES) ps
