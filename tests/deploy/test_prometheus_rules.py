@@ -1,6 +1,9 @@
 """The Prometheus rules of the monitoring profile (deploy/prometheus/rules.yml) alert on the
-same numbers the on-call checks use (fabric.yml, `oncall.metrics`), and the proxy of the
-scaled stack renders deploy/nginx/habitto-chat.conf with only its ports changed."""
+same numbers the on-call checks use (fabric.yml, `oncall.metrics`); the configuration its
+start script writes scrapes each backend process of the stack's layout; the proxy of the
+scaled stack renders deploy/nginx/habitto-chat.conf with only its ports changed. No Docker:
+the start scripts' rendering parts run under sh (tests/compose/test_scaled_stack.py runs
+them for real)."""
 
 import os
 import re
@@ -79,3 +82,29 @@ def test_proxy_config_is_the_tested_nginx_file_with_other_ports(tmp_path):
     expected = re.sub(r"    listen 80;.*\n", "    listen 127.0.0.1:8000;\n    listen 127.0.0.1:8001;\n", expected)
     assert expected != source
     assert rendered == expected
+
+
+def rendered_prometheus_config(tmp_path, **env):
+    """The configuration deploy/prometheus/compose-prometheus.sh writes (Prometheus itself not started)."""
+    config = tmp_path / "prometheus.yml"
+    script = (REPO_DIR / "deploy" / "prometheus" / "compose-prometheus.sh").read_text()
+    start = "\nexec /bin/prometheus "
+    assert "config=/prometheus/habitto-prometheus.yml" in script and start in script
+    script = script.replace("config=/prometheus/habitto-prometheus.yml", f"config={config}").split(start)[0] + "\n"
+    (tmp_path / "render.sh").write_text(script)
+    defaults = {"BACKEND_PORT_BASE": "18100", "BACKEND_WS_PORT": "8000", "BACKEND_HTTP_PORT": "8001",
+                "PROMETHEUS_PORT": "19090"}
+    result = subprocess.run(["sh", str(tmp_path / "render.sh")], env={**os.environ, **defaults, **env},
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(config.read_text())
+
+
+def test_prometheus_scrapes_each_backend_process_of_the_layout(tmp_path):
+    for backends, targets in (("1", ["127.0.0.1:8000", "127.0.0.1:8001"]),
+                              ("3", ["127.0.0.1:18100", "127.0.0.1:18101", "127.0.0.1:18102"])):
+        config = rendered_prometheus_config(tmp_path, BACKENDS=backends)
+        (job,) = config["scrape_configs"]
+        assert job["job_name"] == "habitto-chat"  # the job HabittoBackendDown watches
+        assert job["static_configs"] == [{"targets": targets}], backends
+        assert config["rule_files"] == [str(tmp_path / "rules.yml")]  # beside the script: deploy/prometheus/
