@@ -35,7 +35,8 @@ def listen(host, port):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     # Linux: SO_REUSEADDR lets a restarted server take its port back from TIME_WAIT, but
-    # still refuses a port another socket listens on.
+    # still refuses a port another socket listens on: two processes may both bind() one
+    # port, then the second listen() fails with EADDRINUSE (so both calls are tried here).
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
