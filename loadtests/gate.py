@@ -9,6 +9,8 @@ import json
 import time
 from pathlib import Path
 
+from . import faults
+from .state import STATE
 from .tracker import PATHS
 
 ANOMALIES = ("lost", "duplicate", "out_of_order", "stray", "late")
@@ -142,6 +144,7 @@ def gate(environment, scenario, results_dir=None):
     checks = judge(summary, scenario.thresholds)
     exceptions = len(getattr(environment.runner, "exceptions", {}) or {})
     checks.append(("user_exceptions", 0, exceptions, exceptions == 0))
+    checks += faults.add_to_summary(summary, STATE.faults, STATE.tracker, STATE.reconnects)
     text, passed = render(summary, checks)
     print("\n" + text + "\n", flush=True)
     summary["thresholds"] = [

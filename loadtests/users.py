@@ -17,8 +17,18 @@ fixed schedule. Stats rows:
     WS lost <path> / duplicate <path> / out_of_order <path> / stray <path>   (failures)
     WS rejected                   an {"error","code"} frame: the server refused a send
     WS closed room / closed inbox the server closed a socket during the run
+    WS reconnect room / inbox     reopening a dropped socket (runs with faults, or faults.reconnect)
+    HTTP catch up                 after a reconnect, the thread since the last message seen
+    WS unacknowledged             a send never echoed and not stored (runs with faults)
+    WS lost store                 echoed (acknowledged), yet not stored at the end (runs with faults)
+
+With faults, users behave like clients that survive them: a dropped socket is reopened
+with the app's backoff, the thread since the last message that socket saw is fetched
+over REST (catch up, as the app does on resume), and at the end every message is checked
+against the stored thread (loadtests/faults.py reports what that found per fault).
 """
 
+import itertools
 import json
 import logging
 import random
@@ -33,6 +43,7 @@ from habitto_client import (
     ChatError, ChatHTTP, ChatSocket, Session, SocketClosed, Timeout, inbox_url, jwt_user_id, room_url,
 )
 
+from . import faults
 from . import tracker as tracking
 from .state import STATE
 
@@ -82,20 +93,26 @@ class ChatSocketUser(User):
         return session
 
     # -- sockets -----------------------------------------------------------------------------
-    def open_socket(self, url, kind, on_frame):
-        """Open a socket and start its receive greenlet; on_frame(text, arrival_time)."""
+    def open_socket(self, url, kind, on_frame, on_reopen=None):
+        """Open a socket and start its receive greenlet; on_frame(text, arrival_time).
+        With on_reopen (and a scenario that reconnects) a dropped socket is reopened and
+        on_reopen(new socket) called before reading from it."""
+        sock = self._connect(url, f"connect {kind}")
+        self.readers.append(gevent.spawn(self._receive_loop, sock, url, kind, on_frame, on_reopen))
+        return sock
+
+    def _connect(self, url, name):
         started = time.perf_counter()
         try:
             sock = ChatSocket.open(url, timeout=self.scenario.connect_timeout)
         except ChatError as exc:
-            self.report("WS", f"connect {kind}", (time.perf_counter() - started) * 1000, 0, exc)
+            self.report("WS", name, (time.perf_counter() - started) * 1000, 0, exc)
             raise
-        self.report("WS", f"connect {kind}", (time.perf_counter() - started) * 1000)
+        self.report("WS", name, (time.perf_counter() - started) * 1000)
         self.sockets.append(sock)
-        self.readers.append(gevent.spawn(self._receive_loop, sock, kind, on_frame))
         return sock
 
-    def _receive_loop(self, sock, kind, on_frame):
+    def _receive_loop(self, sock, url, kind, on_frame, on_reopen):
         # Bounded in time: the whole run plus a minute, then it stops by itself.
         deadline = time.monotonic() + self.scenario.run_time + 60
         poll = self.scenario.receive_timeout
@@ -106,10 +123,32 @@ class ChatSocketUser(User):
             except Timeout:
                 continue
             except (SocketClosed, ChatError) as exc:
-                if not self.closing:
-                    self.report("WS", f"closed {kind}", 0, 0, exc)
-                return
+                if self.closing:
+                    return
+                self.report("WS", f"closed {kind}", 0, 0, exc)
+                if on_reopen is None or not self.scenario.reconnects:
+                    return
+                sock = self._reopen(url, kind, deadline)
+                if sock is None:
+                    return
+                on_reopen(sock)
+                continue
             on_frame(text, monotonic())
+
+    def _reopen(self, url, kind, deadline):
+        """Reconnect with the scenario's backoff (the app's: 1, 2, 4, 8, 10 s); None when
+        the user is closing or the run is over."""
+        delays = faults.backoff(self.scenario.faults)
+        for attempt in itertools.count():
+            gevent.sleep(delays[min(attempt, len(delays) - 1)])
+            if self.closing or time.monotonic() > deadline:
+                return None
+            try:
+                sock = self._connect(url, f"reconnect {kind}")
+            except ChatError:
+                continue
+            STATE.reconnects.append((time.monotonic(), kind))
+            return sock
 
     def close_sockets(self):
         self.closing = True
@@ -131,6 +170,7 @@ class Participant:
         self.partner_id = None
         self.room = None
         self.seq = 0
+        self.last_id = {"room": 0, "inbox": 0}  # newest message id each socket saw (catch up after a reconnect)
         self.next_at = 0.0
         self.in_flight = 0  # sent, echo not back yet (closed-loop runs)
         self.can_send = gevent.event.Event()
@@ -149,12 +189,13 @@ class ConversationUser(ChatSocketUser):
             a, b = (Participant(self.login(account)) for account in pair)
             a.partner_id, b.partner_id = b.id, a.id
             self.key = (a.id, b.id)
-            for me in (a, b):
-                token = me.session.access
-                me.room = self.open_socket(room_url(self.ws_base, a.id, b.id, token), "room",
-                                           self._room_handler(me))
+            for index, me in enumerate((a, b)):
+                token, ws_base = me.session.access, STATE.ws_base_for(index)
+                me.room = self.open_socket(room_url(ws_base, a.id, b.id, token), "room",
+                                           self._room_handler(me), self._reopened(me, "room"))
                 if self.scenario.inbox:
-                    self.open_socket(inbox_url(self.ws_base, me.id, token), "inbox", self._inbox_handler(me))
+                    self.open_socket(inbox_url(ws_base, me.id, token), "inbox", self._inbox_handler(me),
+                                     self._reopened(me, "inbox"))
         except ChatError:
             self.close_sockets()
             STATE.conversation_done(self.environment)
@@ -169,6 +210,8 @@ class ConversationUser(ChatSocketUser):
         def on_frame(text, now):
             obj = loads(text)
             sender = obj.get("sender")
+            if sender is not None and obj.get("id", 0) > me.last_id["room"]:
+                me.last_id["room"] = obj["id"]
             if sender is None:
                 if "error" in obj:
                     self.report("WS", "rejected", 0, len(text),
@@ -194,10 +237,64 @@ class ConversationUser(ChatSocketUser):
         def on_frame(text, now):
             obj = loads(text)
             sender = obj.get("sender")
+            if obj.get("id", 0) > me.last_id["inbox"]:
+                me.last_id["inbox"] = obj["id"]
             path = "sender_inbox" if sender == me.id else "partner_inbox"
             tracker.arrived((id(me), "inbox"), path, obj.get("content", ""), now)
 
         return on_frame
+
+    # -- surviving faults ---------------------------------------------------------------
+    def _reopened(self, me, kind):
+        """After a reconnect: send on the new room socket, and catch up with the thread since
+        the last message this socket saw, as a client does (tracker.repaired)."""
+        paths = {True: "sender_echo", False: "partner_room"} if kind == "room" else \
+            {True: "sender_inbox", False: "partner_inbox"}
+
+        def on_reopen(sock):
+            if kind == "room":
+                me.room = sock
+            try:
+                for message in self.thread_since(me, me.last_id[kind], "catch up"):
+                    me.last_id[kind] = max(me.last_id[kind], message["id"])
+                    STATE.tracker.repaired((id(me), kind), paths[message["sender"] == me.id],
+                                           message["content"], time.monotonic())
+            except ChatError:
+                pass  # reported; the end-of-run check against the store still judges every message
+
+        return on_reopen
+
+    def thread_since(self, me, after_id, name):
+        """Every message of the conversation after `after_id` (0: all of it, by page)."""
+        messages, params = [], {"after_id": after_id} if after_id else {"page": 1}
+        while True:
+            started = time.perf_counter()
+            try:
+                page = self.api.thread(me.session, me.partner_id, page_size=100, **params)
+            except ChatError as exc:
+                self.report("HTTP", name, (time.perf_counter() - started) * 1000, 0, exc)
+                raise
+            self.report("HTTP", name, (time.perf_counter() - started) * 1000)
+            messages += page["results"]
+            if not page["results"] or not page.get("next"):
+                return messages
+            params = {"after_id": page["results"][-1]["id"]} if after_id else {"page": params["page"] + 1}
+
+    def check_store(self):
+        """Runs with faults: which of this conversation's messages the server stored; what
+        was neither echoed nor stored failed unacknowledged, what was echoed and is not
+        stored is an acknowledged loss (tracker.reconcile)."""
+        run_id = STATE.run_id
+        try:
+            messages = self.thread_since(self.participants[0], 0, "store check")
+        except ChatError:
+            return  # reported; what is outstanding is then counted lost
+        stored = {tracking.parse_marker(m["content"], run_id) for m in messages}
+        unacked, not_stored = STATE.tracker.reconcile(self.key, stored)
+        for _ in range(unacked):
+            self.report("WS", "unacknowledged", 0, 0, LoadTestFailure("never echoed, not stored"))
+        for _ in range(not_stored):
+            self.report("WS", "lost store", 0, 0, LoadTestFailure("acknowledged, not stored"))
 
     # -- the schedule -----------------------------------------------------------------------
     def _start_time(self):
@@ -262,6 +359,8 @@ class ConversationUser(ChatSocketUser):
         tracker = STATE.tracker
         while tracker.outstanding(self.key) and time.monotonic() < deadline:
             gevent.sleep(0.05)
+        if tracker.journal is not None:
+            self.check_store()
         lost, messages = tracker.give_up(self.key)
         for path, count in lost.items():
             for _ in range(count):
