@@ -127,9 +127,9 @@ def main(argv=None):
         args.set.append("faults.inject=" + ",".join(args.fault))
     scenario = config.load(args.scenario, overrides=config.parse_overrides(args.set))
     workers = scenario.workers if args.workers is None else args.workers
-    try:
-        faults.parse_faults(scenario.faults.get("inject") or ())
-    except ValueError as exc:
+    try:  # a fault that cannot be carried out stops the run before it starts
+        faults.schedule_from(scenario)
+    except (faults.FaultError, ValueError) as exc:
         print(f"loadtest: {exc}", file=sys.stderr)
         return 2
     if scenario.faults.get("inject") and workers:
