@@ -31,6 +31,7 @@ class Scenario:
     sync_start: float = 0.0
     inbox: bool = True
     window: int = 0
+    protocol: int = 1  # 2: protocol-2 sockets (acks by client_id; resends after a reconnect)
     thresholds: dict = field(default_factory=dict)
     server_env: dict = field(default_factory=dict)
     faults: dict = field(default_factory=dict)  # faults injected during the run (loadtests/faults.py)

@@ -77,6 +77,7 @@ class Tracker:
         self.sent = 0
         self.completed = 0
         self.given_up = set()  # (sender, seq) declared lost: a later arrival is "late", not a duplicate
+        self.resent = set()  # (sender, seq) sent again after a reconnect: arrives after later ones
         self.repaired_on = set()  # (socket key, ident) fetched after a reconnect: its live frame is not a duplicate
         # Runs with faults keep every message's fate (faults.py judges it by time window):
         # (sender, seq) -> Fate.
@@ -112,7 +113,7 @@ class Tracker:
         if verdict == "duplicate":
             self.on_anomaly("duplicate", path)
             return
-        if verdict == "out_of_order":
+        if verdict == "out_of_order" and ident not in self.resent:
             self.on_anomaly("out_of_order", path)
         record = self.pending.get(ident)
         if record is None and ident in self.given_up:
@@ -161,6 +162,15 @@ class Tracker:
             if fate is not None:
                 fate.complete_at, fate.outcome = now, "complete"
         self.on_path(path, latency_ms, complete_ms)
+
+    def unacknowledged(self, sender, conversation):
+        """Sequence numbers of `sender`'s outstanding messages without an echo (to send
+        again after a reconnect, protocol 2); marked as resent."""
+        echo = BIT["sender_echo"]
+        seqs = sorted(seq for (who, seq), record in self.pending.items()
+                      if who == sender and record[2] == conversation and record[1] & echo)
+        self.resent.update((sender, seq) for seq in seqs)
+        return seqs
 
     def outstanding(self, conversation=None):
         if conversation is None:

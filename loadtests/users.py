@@ -176,6 +176,12 @@ class Participant:
         self.can_send = gevent.event.Event()
         self.can_send.set()
 
+    def echoed(self, window):
+        """A closed-loop run's sender may send again."""
+        self.in_flight -= 1
+        if self.in_flight < window:
+            self.can_send.set()
+
 
 class ConversationUser(ChatSocketUser):
     """Two accounts conversing at a fixed rate; every delivery timed (see module docstring)."""
@@ -189,12 +195,16 @@ class ConversationUser(ChatSocketUser):
             a, b = (Participant(self.login(account)) for account in pair)
             a.partner_id, b.partner_id = b.id, a.id
             self.key = (a.id, b.id)
+            v2 = self.scenario.protocol == 2
+            query = "&protocol=2" if v2 else ""
             for index, me in enumerate((a, b)):
                 token, ws_base = me.session.access, STATE.ws_base_for(index)
-                me.room = self.open_socket(room_url(ws_base, a.id, b.id, token), "room",
-                                           self._room_handler(me), self._reopened(me, "room"))
+                me.room = self.open_socket(room_url(ws_base, a.id, b.id, token) + query, "room",
+                                           (self._room_handler_v2 if v2 else self._room_handler)(me),
+                                           self._reopened(me, "room"))
                 if self.scenario.inbox:
-                    self.open_socket(inbox_url(ws_base, me.id, token), "inbox", self._inbox_handler(me),
+                    self.open_socket(inbox_url(ws_base, me.id, token) + query, "inbox",
+                                     (self._inbox_handler_v2 if v2 else self._inbox_handler)(me),
                                      self._reopened(me, "inbox"))
         except ChatError:
             self.close_sockets()
@@ -222,12 +232,46 @@ class ConversationUser(ChatSocketUser):
             if sender == me.id:
                 path = "sender_echo"
                 if window:
-                    me.in_flight -= 1
-                    if me.in_flight < window:
-                        me.can_send.set()
+                    me.echoed(window)
             else:
                 path = "partner_room"
             tracker.arrived((id(me), "room"), path, obj.get("content", ""), now)
+
+        return on_frame
+
+    def _room_handler_v2(self, me):
+        """Protocol 2: the ack (its client_id is the message's marker) is the sender's echo;
+        the sender's own message.created is not counted again."""
+        tracker, loads, window, key = STATE.tracker, json.loads, self.scenario.window, (id(me), "room")
+
+        def on_frame(text, now):
+            obj = loads(text)
+            kind = obj.get("type")
+            if kind == "ack":
+                if window:
+                    me.echoed(window)
+                tracker.arrived(key, "sender_echo", obj.get("client_id") or "", now)
+            elif kind == "message.created":
+                message = obj["message"]
+                me.last_id["room"] = max(me.last_id["room"], message["id"])
+                if message["sender"] != me.id:
+                    tracker.arrived(key, "partner_room", message["content"], now)
+            elif kind == "error":
+                self.report("WS", "rejected", 0, len(text), LoadTestFailure(f"{obj.get('code')}: {obj.get('message')}"))
+
+        return on_frame
+
+    def _inbox_handler_v2(self, me):
+        tracker, loads, key = STATE.tracker, json.loads, (id(me), "inbox")
+
+        def on_frame(text, now):
+            obj = loads(text)
+            if obj.get("type") != "message.created":
+                return
+            message = obj["message"]
+            me.last_id["inbox"] = max(me.last_id["inbox"], message["id"])
+            path = "sender_inbox" if message["sender"] == me.id else "partner_inbox"
+            tracker.arrived(key, path, message["content"], now)
 
         return on_frame
 
@@ -261,8 +305,29 @@ class ConversationUser(ChatSocketUser):
                                            message["content"], time.monotonic())
             except ChatError:
                 pass  # reported; the end-of-run check against the store still judges every message
+            if kind == "room" and self.scenario.protocol == 2:
+                self.resend(me, sock)
 
         return on_reopen
+
+    def resend(self, me, sock):
+        """Protocol 2: every message of `me` not acknowledged yet (nor found by the catch
+        up) again, with its client_id: the server stores it once and acknowledges it."""
+        for seq in STATE.tracker.unacknowledged(me.id, self.key):
+            frame = self.send_frame(me, seq)
+            try:
+                sock.send_text(frame)
+            except ChatError as exc:
+                self.report("WS", "resend", 0, 0, exc)
+                return  # the next reconnect resends what is still unacknowledged
+            self.report("WS", "resend", 0, len(frame))
+
+    def send_frame(self, me, seq):
+        content = tracking.make_content(STATE.run_id, me.id, seq, self.scenario.message_bytes)
+        if self.scenario.protocol == 2:
+            return json.dumps({"type": "message.send", "content": content,
+                               "client_id": tracking.marker(STATE.run_id, me.id, seq)})
+        return json.dumps({"sender": me.id, "receiver": me.partner_id, "content": content})
 
     def thread_since(self, me, after_id, name):
         """Every message of the conversation after `after_id` (0: all of it, by page)."""
@@ -309,16 +374,16 @@ class ConversationUser(ChatSocketUser):
         return time.monotonic()
 
     def converse(self):
-        scenario, tracker, run_id = self.scenario, STATE.tracker, STATE.run_id
+        scenario, tracker = self.scenario, STATE.tracker
         interval = 1.0 / scenario.rate_per_user
-        size = scenario.message_bytes
         start = self._start_time()
         end = start + scenario.duration
         for p in self.participants:
             p.next_at = start + random.random() * interval  # spread senders over the interval
         a, b = self.participants
         window = scenario.window
-        dumps, monotonic = json.dumps, time.monotonic
+        resends = scenario.protocol == 2 and scenario.reconnects
+        monotonic = time.monotonic
         while True:
             me = a if a.next_at <= b.next_at else b
             intended = me.next_at
@@ -334,8 +399,7 @@ class ConversationUser(ChatSocketUser):
                     break
                 intended = max(intended, monotonic())
             seq = me.seq
-            content = tracking.make_content(run_id, me.id, seq, size)
-            frame = dumps({"sender": me.id, "receiver": me.partner_id, "content": content})
+            frame = self.send_frame(me, seq)
             tracker.expect(me.id, seq, intended, self.key)
             if window:
                 me.in_flight += 1
@@ -344,7 +408,8 @@ class ConversationUser(ChatSocketUser):
             try:
                 me.room.send_text(frame)
             except ChatError as exc:
-                tracker.forget(me.id, seq)
+                if not resends:  # protocol 2 with reconnects sends it again after the reconnect
+                    tracker.forget(me.id, seq)
                 if window:
                     me.in_flight -= 1
                 self.report("WS", "send", (monotonic() - intended) * 1000, 0, exc)

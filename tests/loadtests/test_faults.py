@@ -263,3 +263,19 @@ def test_reconcile_separates_failed_sends_from_acknowledged_losses():
     fates = tracker.journal
     assert [fates[(1, s)].outcome for s in range(4)] == ["complete", "lost", "unacknowledged", "send_failed"]
     assert [fates[(1, s)].acknowledged_lost for s in range(4)] == [True, True, False, False]
+
+
+def test_unacknowledged_messages_are_resent_and_their_late_arrival_is_not_a_reorder():
+    """Protocol 2 after a reconnect: the sender's messages without an echo, in order; when
+    they arrive after later ones, that is not counted out of order."""
+    tracker, arrivals, anomalies = make_journal_tracker()
+    for seq in range(3):
+        tracker.expect(1, seq, 0.0, "c")
+    tracker.expect(2, 0, 0.0, "c")
+    tracker.arrived("a-room", "sender_echo", make_content("run", 1, 0, 10), 0.1)
+    assert tracker.unacknowledged(1, "c") == [1, 2] and tracker.unacknowledged(1, "other") == []
+    tracker.arrived("b-room", "partner_room", make_content("run", 1, 2, 10), 0.2)
+    tracker.arrived("b-room", "partner_room", make_content("run", 1, 1, 10), 0.3)
+    assert anomalies == []
+    tracker.arrived("b-room", "partner_room", make_content("run", 1, 1, 10), 0.4)
+    assert anomalies == [("duplicate", "partner_room")]

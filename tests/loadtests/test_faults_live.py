@@ -99,21 +99,29 @@ class Supervisor:
         self.thread.join(90)
 
 
-def test_restarting_one_server_process_loses_nothing_acknowledged(tmp_path, own_redis, postgres_database):
+@pytest.mark.parametrize("protocol", [1, 2])
+def test_restarting_one_server_process_loses_nothing_acknowledged(tmp_path, own_redis, postgres_database, protocol):
     """restart_backend as `kill -TERM <pid>` of the second process (restarted by its supervisor):
-    its sockets drop, the users reconnect with backoff and catch up; zero acknowledged loss."""
-    with two_servers(tmp_path, postgres_database, own_redis.url, "fltb") as (env, first, second, _):
+    its sockets drop, the users reconnect with backoff and catch up; zero acknowledged loss.
+    Legacy users cannot resend (sends meanwhile fail, reported); protocol-2 users resend
+    with the same client_id, so nothing fails unacknowledged and nothing is duplicated."""
+    with two_servers(tmp_path, postgres_database, own_redis.url, f"fltb{protocol}") as (env, first, second, _):
         supervisor = Supervisor(second, tmp_path / "second.pid")
         try:
             code, summary, output = run_with_faults(
                 tmp_path / "results", first, second, ["restart_backend@4"],
-                {"restart_backend": f"kill -TERM $(cat {tmp_path / 'second.pid'})"})
+                {"restart_backend": f"kill -TERM $(cat {tmp_path / 'second.pid'})"}, "--set", f"protocol={protocol}")
         finally:
             supervisor.stop()
     fault = assert_survived(code, summary, output, "restart_backend")
     assert supervisor.restarts == 1
     assert fault["reconnects"] >= 2  # every socket on the second process came back
     assert fault["recovery_s"] > 0
+    if protocol == 2:
+        assert fault["unacknowledged_failed"] == 0
+        assert summary["fanout"]["complete"]["count"] == fault["messages"]
+    else:
+        assert fault["unacknowledged_failed"] > 0  # sent while the socket was down: failed, not hidden
 
 
 def test_a_fault_that_loses_acknowledged_messages_fails_the_run(tmp_path, own_redis, postgres_database):
