@@ -153,8 +153,9 @@ def test_schedule_keeps_redis_down_for_its_seconds_and_records_errors():
     window = schedule.windows[0]
     schedule.inject(window)
     (stop, stopped_at), (start, started_at) = driver.calls
-    assert (stop, start) == ("stop_redis", "start_redis") and 0.25 <= started_at - stopped_at
-    assert window.end - window.start >= 0.25 and window.error == ""
+    assert (stop, start) == ("stop_redis", "start_redis")
+    assert window.start <= stopped_at and started_at - window.start >= 0.3  # down for at least its seconds
+    assert window.end >= started_at and window.error == ""
     failing = FaultSchedule([Fault("restart_backend", 0)], RecordingDriver(fail="restart_backend"), settings)
     failing.inject(failing.windows[0])
     assert failing.windows[0].error == "FaultError: boom"
