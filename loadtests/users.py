@@ -19,13 +19,17 @@ fixed schedule. Stats rows:
     WS closed room / closed inbox the server closed a socket during the run
     WS reconnect room / inbox     reopening a dropped socket (runs with faults, or faults.reconnect)
     HTTP catch up                 after a reconnect, the thread since the last message seen
+    WS resend                     protocol 2: an unacknowledged message sent again after a reconnect
     WS unacknowledged             a send never echoed and not stored (runs with faults)
     WS lost store                 echoed (acknowledged), yet not stored at the end (runs with faults)
 
-With faults, users behave like clients that survive them: a dropped socket is reopened
-with the app's backoff, the thread since the last message that socket saw is fetched
-over REST (catch up, as the app does on resume), and at the end every message is checked
-against the stored thread (loadtests/faults.py reports what that found per fault).
+With `protocol = 2` the sockets speak protocol 2: message.send frames whose client_id is
+the message's marker, the ack as the echo. With faults, users behave like clients that
+survive them: a dropped socket is reopened with the app's backoff, the thread since the
+last message that socket saw is fetched over REST (catch up, as the app does on resume),
+protocol-2 users send what is still unacknowledged again with the same client_id, and at
+the end every message is checked against the stored thread (loadtests/faults.py reports
+what that found per fault).
 """
 
 import itertools
