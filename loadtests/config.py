@@ -12,6 +12,8 @@ THRESHOLD_KEYS = {
     "p95_complete_ms", "p99_complete_ms", "max_error_rate", "max_lost", "max_duplicated",
     "max_out_of_order", "min_completed",
 }
+# Tables merged key by key like `thresholds`; their keys are fixed by [defaults].
+TABLES = ("faults",)
 
 
 @dataclass
@@ -29,8 +31,15 @@ class Scenario:
     sync_start: float = 0.0
     inbox: bool = True
     window: int = 0
+    protocol: int = 1  # 2: protocol-2 sockets (acks by client_id; resends after a reconnect)
     thresholds: dict = field(default_factory=dict)
     server_env: dict = field(default_factory=dict)
+    faults: dict = field(default_factory=dict)  # faults injected during the run (loadtests/faults.py)
+
+    @property
+    def reconnects(self):
+        """Users reopen dropped sockets and catch up (runs with faults, or when asked)."""
+        return bool(self.faults.get("inject") or self.faults.get("reconnect"))
 
     @property
     def offered_rate(self):
@@ -55,6 +64,8 @@ def _coerce(key, value, like):
             raise ValueError(f"scenario key {key}: {value!r} is not a boolean") from None
     if like is None:
         return value
+    if isinstance(like, list):
+        return value if isinstance(value, list) else [item.strip() for item in str(value).split(",") if item.strip()]
     try:
         return type(like)(value)
     except (TypeError, ValueError):
@@ -72,9 +83,15 @@ def load(name="default", path=SCENARIOS_FILE, overrides=None):
     chosen = dict(scenarios.get(name, {}))
     thresholds = {**defaults.pop("thresholds", {}), **chosen.pop("thresholds", {})}
     server_env = {**defaults.pop("server_env", {}), **chosen.pop("server_env", {})}
+    tables = {name: {**defaults.pop(name, {}), **chosen.pop(name, {})} for name in TABLES}
     values = {**defaults, **chosen}
     for key, raw in (overrides or {}).items():
-        if key.startswith("thresholds."):
+        table, _, sub = key.partition(".")
+        if table in tables:
+            if sub not in tables[table]:
+                raise KeyError(f"unknown {table} key {sub!r}")
+            tables[table][sub] = _coerce(key, raw, tables[table][sub])
+        elif key.startswith("thresholds."):
             sub = key.split(".", 1)[1]
             if sub not in THRESHOLD_KEYS:
                 raise KeyError(f"unknown threshold {sub!r}")
@@ -89,7 +106,7 @@ def load(name="default", path=SCENARIOS_FILE, overrides=None):
     if unknown:
         raise KeyError(f"unknown thresholds {sorted(unknown)} in {path}")
     return Scenario(name=name, thresholds=thresholds,
-                    server_env={k: str(v) for k, v in server_env.items()}, **values)
+                    server_env={k: str(v) for k, v in server_env.items()}, **tables, **values)
 
 
 def parse_overrides(items):

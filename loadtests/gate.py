@@ -9,6 +9,8 @@ import json
 import time
 from pathlib import Path
 
+from . import faults
+from .state import STATE
 from .tracker import PATHS
 
 ANOMALIES = ("lost", "duplicate", "out_of_order", "stray", "late")
@@ -126,11 +128,12 @@ def render(summary, checks):
         f"other requests {summary['other_requests']}, failures {summary['other_failures']} "
         f"(error rate {summary['error_rate']:.4%}); stray frames {summary['stray']}, "
         f"arrived after the drain (counted lost) {summary['late']}",
-        "",
-        f"{'threshold':<20}{'limit':>10}{'measured':>12}  result",
     ]
+    lines += faults.table(summary)
+    width = max([20] + [len(name) + 1 for name, *_ in checks])
+    lines += ["", f"{'threshold':<{width}}{'limit':>10}{'measured':>12}  result"]
     for name, limit, value, ok in checks:
-        lines.append(f"{name:<20}{_fmt(limit):>10}{_fmt(value):>12}  {'ok' if ok else 'EXCEEDED'}")
+        lines.append(f"{name:<{width}}{_fmt(limit):>10}{_fmt(value):>12}  {'ok' if ok else 'EXCEEDED'}")
     passed = all(ok for *_, ok in checks)
     lines += ["", f"RESULT: {'PASS' if passed else 'FAIL'}"]
     return "\n".join(lines), passed
@@ -142,6 +145,7 @@ def gate(environment, scenario, results_dir=None):
     checks = judge(summary, scenario.thresholds)
     exceptions = len(getattr(environment.runner, "exceptions", {}) or {})
     checks.append(("user_exceptions", 0, exceptions, exceptions == 0))
+    checks += faults.add_to_summary(summary, STATE.faults, STATE.tracker, STATE.reconnects)
     text, passed = render(summary, checks)
     print("\n" + text + "\n", flush=True)
     summary["thresholds"] = [
