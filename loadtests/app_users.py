@@ -9,10 +9,11 @@ app's refresh on 401) and its sockets opened, dropped and reopened the app's way
 Stats rows besides ConversationUser's fan-out rows: one per REST route ("GET
 /api/messages/thread/?other_user_id&page&page_size"; a 401 that the phone refreshed
 past is "<route> [401]", not a failure), "WS connect inbox|property|room", "WS send",
-"WS lost stored" (an acknowledged message missing from the thread at the end), and the
-informative rows "WS acknowledged stored" (acknowledged messages found in the thread at
-the end), "WS excused <path>" / "WS unacknowledged" (deliveries of a socket that dropped,
-sends whose echo never came because their room socket dropped or the chat was left).
+"WS lost store" / "WS unacknowledged" (the store check at the end, as in runs with faults:
+acknowledged yet not stored / never echoed and not stored), and the informative rows
+"WS acknowledged stored" (acknowledged messages found in the thread at the end), "WS
+excused <path>" (deliveries of a socket that closed or dropped first) and "WS dropped
+before echo" (sends whose room socket closed or dropped before their echo came).
 """
 
 import json
@@ -97,7 +98,7 @@ class Phone:
             on_frame = self._room_frame(key) if kind == "room" else _ignore
         started = time.monotonic()
         try:
-            sock = self.user.open_socket(self._url(kind), kind, on_frame, self._closed)
+            sock = self.user.open_socket(self._url(kind), kind, on_frame, on_close=self._closed)
         except ChatError:
             self.log(lane, f"WS open {kind}", "failed", started)
             if kind != "room" and lane == "screen":
@@ -105,6 +106,8 @@ class Phone:
             return False
         self.sockets[kind] = sock
         self.log(lane, f"WS open {kind}", 101, started)
+        if lane != "screen":
+            STATE.reconnects.append((time.monotonic(), kind))  # the fault report counts reconnects
         return True
 
     def _closed(self, sock):
@@ -124,8 +127,8 @@ class Phone:
         self.sockets[kind] = None
         if kind == "room":
             self.room_lost = True  # conversation_page.dart: a snackbar, no reconnect
-            unacknowledged = STATE.tracker.unacknowledged(self.conversation, self.id)
-            self.user.report_count("unacknowledged", unacknowledged)
+            dropped = STATE.tracker.drop_unacknowledged(self.conversation, self.id)
+            self.user.report_count("dropped before echo", dropped)
             self._excuse(self.partner.id, "partner_room")
         elif kind == "inbox":
             self._excuse(self.id, "sender_inbox")
@@ -239,7 +242,8 @@ class Phone:
         self.sockets["room"] = None
         if sock is not None:
             sock.close(timeout=0.5)
-            self.user.report_count("unacknowledged", STATE.tracker.unacknowledged(self.conversation, self.id))
+            self.user.report_count("dropped before echo",
+                                   STATE.tracker.drop_unacknowledged(self.conversation, self.id))
             self._excuse(self.partner.id, "partner_room")
         self.log("screen", "WS close room")
 
@@ -332,11 +336,6 @@ class AppConversationUser(ChatSocketUser):
 
     _kinds = None
 
-    def report_count(self, name, count):
-        """An informative row (not a failure) counted `count` times: excused deliveries, unacknowledged sends."""
-        for _ in range(count):
-            self.report("WS", name, 0)
-
     def on_start(self):
         pair = STATE.take_pair()
         if pair is None:
@@ -369,8 +368,7 @@ class AppConversationUser(ChatSocketUser):
             gevent.joinall(greenlets)
             for phone in self.phones:
                 phone.ended = True
-            self.drain()
-            self.check_stored(a)
+            self.drain()  # and check_store()
         finally:
             for phone in self.phones:
                 phone.ended = True
@@ -381,20 +379,16 @@ class AppConversationUser(ChatSocketUser):
             STATE.conversation_done(self.environment)
         self.idle_until_stopped()
 
-    def check_stored(self, phone):
-        """Every acknowledged message (its echo came back) must be in the thread, whatever
-        dropped meanwhile: read through the API with the phone's newest tokens."""
-        acknowledged = STATE.tracker.acknowledged.get(self.key, set())
-        if not acknowledged or phone.api.session is None:
+    def check_store(self):
+        """Every acknowledged message (its echo came back) must be stored, whatever dropped
+        meanwhile: the thread read through the API with the first phone's newest tokens."""
+        phone = self.phones[0]
+        if phone.api.session is None:
             return
-        run_id = STATE.run_id
         phone.api.observer = None  # not a call of the app's journey
         try:
-            stored = {tracking.parse_marker(m["content"], run_id)
-                      for m in phone.api.thread_messages(phone.api.session, phone.partner.id)}
+            messages = list(phone.api.thread_messages(phone.api.session, phone.partner.id))
         except ChatError as exc:
-            self.report("HTTP", "stored check", 0, 0, exc)
+            self.report("HTTP", "store check", 0, 0, exc)
             return
-        self.report_count("acknowledged stored", len(acknowledged & stored))
-        for _ in acknowledged - stored:
-            self.report("WS", "lost stored", 0, 0, LoadTestFailure("an acknowledged message is not stored"))
+        self.report_store({tracking.parse_marker(m["content"], STATE.run_id) for m in messages})

@@ -12,7 +12,8 @@ THRESHOLD_KEYS = {
     "p95_complete_ms", "p99_complete_ms", "max_error_rate", "max_lost", "max_duplicated",
     "max_out_of_order", "min_completed", "p95_rest_ms", "p99_rest_ms", "max_rest_error_rate",
 }
-MERGED_TABLES = ("thresholds", "server_env", "phones")  # merged key by key, defaults first
+# Tables merged key by key like `thresholds`; their keys are fixed by [defaults].
+TABLES = ("faults", "phones")
 
 
 @dataclass
@@ -30,13 +31,20 @@ class Scenario:
     sync_start: float = 0.0
     inbox: bool = True
     window: int = 0
+    protocol: int = 1  # 2: protocol-2 sockets (acks by client_id; resends after a reconnect)
     user_class: str = "ConversationUser"  # the Locust user class of this scenario (locustfile.py)
     churn: float = 0.0  # app scenario: times a minute each phone loses its network
     churn_away: float = 0.0  # app scenario: seconds a phone stays away (mean of an exponential)
     call_log: bool = False  # app scenario: write every phone's calls to <results>/<name>_calls.jsonl
     thresholds: dict = field(default_factory=dict)
     server_env: dict = field(default_factory=dict)
+    faults: dict = field(default_factory=dict)  # faults injected during the run (loadtests/faults.py)
     phones: dict = field(default_factory=dict)  # app scenario: the mix of phone kinds and their pace
+
+    @property
+    def reconnects(self):
+        """Users reopen dropped sockets and catch up (runs with faults, or when asked)."""
+        return bool(self.faults.get("inject") or self.faults.get("reconnect"))
 
     @property
     def offered_rate(self):
@@ -61,12 +69,15 @@ def _coerce(key, value, like):
             raise ValueError(f"scenario key {key}: {value!r} is not a boolean") from None
     if like is None:
         return value
-    if isinstance(like, list):  # a [low, high] range: "1,3" or "[1, 3]"
-        items = value if isinstance(value, list) else str(value).strip("[]").split(",")
-        try:
-            return [type(like[0])(item) for item in items]
-        except (TypeError, ValueError):
-            raise ValueError(f"scenario key {key}: {value!r} is not a list of numbers") from None
+    if isinstance(like, list):  # "a,b" or "[1, 3]"; numbers stay numbers
+        items = value if isinstance(value, list) else [
+            item.strip() for item in str(value).strip("[]").split(",") if item.strip()]
+        if like and all(isinstance(item, (int, float)) for item in like):
+            try:
+                return [int(item) if str(item).lstrip("-").isdigit() else float(item) for item in items]
+            except ValueError:
+                raise ValueError(f"scenario key {key}: {value!r} is not a list of numbers") from None
+        return items
     try:
         return type(like)(value)
     except (TypeError, ValueError):
@@ -82,21 +93,23 @@ def load(name="default", path=SCENARIOS_FILE, overrides=None):
     if name not in scenarios and name != "defaults":
         raise KeyError(f"no scenario {name!r} in {path} (have: {', '.join(sorted(scenarios))})")
     chosen = dict(scenarios.get(name, {}))
-    tables = {table: {**defaults.pop(table, {}), **chosen.pop(table, {})} for table in MERGED_TABLES}
-    thresholds, server_env, phones = (tables[table] for table in MERGED_TABLES)
+    thresholds = {**defaults.pop("thresholds", {}), **chosen.pop("thresholds", {})}
+    server_env = {**defaults.pop("server_env", {}), **chosen.pop("server_env", {})}
+    tables = {name: {**defaults.pop(name, {}), **chosen.pop(name, {})} for name in TABLES}
     values = {**defaults, **chosen}
     for key, raw in (overrides or {}).items():
-        table, dot, sub = key.partition(".")
-        if key.startswith("thresholds."):
+        table, _, sub = key.partition(".")
+        if table in tables:
+            if sub not in tables[table]:
+                raise KeyError(f"unknown {table} key {sub!r}")
+            tables[table][sub] = _coerce(key, raw, tables[table][sub])
+        elif key.startswith("thresholds."):
+            sub = key.split(".", 1)[1]
             if sub not in THRESHOLD_KEYS:
                 raise KeyError(f"unknown threshold {sub!r}")
             thresholds[sub] = float(raw)
         elif key.startswith("server_env."):
-            server_env[sub] = str(raw)
-        elif dot and table == "phones":
-            if sub not in phones:
-                raise KeyError(f"unknown phones key {sub!r}")
-            phones[sub] = _coerce(key, raw, phones[sub])
+            server_env[key.split(".", 1)[1]] = str(raw)
         elif key in values:
             values[key] = _coerce(key, raw, values[key])
         else:
@@ -107,8 +120,8 @@ def load(name="default", path=SCENARIOS_FILE, overrides=None):
     if values.get("churn") and values.get("user_class") != "AppConversationUser":
         raise ValueError(f"scenario {name}: churn drops and reopens sockets the app's way; "
                          "it needs user_class = \"AppConversationUser\"")
-    return Scenario(name=name, thresholds=thresholds, phones=phones,
-                    server_env={k: str(v) for k, v in server_env.items()}, **values)
+    return Scenario(name=name, thresholds=thresholds,
+                    server_env={k: str(v) for k, v in server_env.items()}, **tables, **values)
 
 
 def parse_overrides(items):

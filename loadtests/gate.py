@@ -9,11 +9,13 @@ import json
 import time
 from pathlib import Path
 
+from . import faults
+from .state import STATE
 from .tracker import PATHS
 
 ANOMALIES = ("lost", "duplicate", "out_of_order", "stray", "late")
 FANOUT_ROWS = [*PATHS, "complete"]
-ANOMALY_PATHS = (*PATHS, "stored")  # "lost stored": acknowledged, yet not in the thread (app scenario)
+ANOMALY_PATHS = (*PATHS, "store")  # "lost store": acknowledged, yet not in the thread at the end
 REST_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")  # the app scenario's rows, one per route
 
 
@@ -72,7 +74,7 @@ def summarize(stats, scenario):
         "error_rate": failures / requests if requests else 0.0,
         "rest": rest_rows(stats),
         "excused": {p: _count(stats, f"excused {p}") for p in PATHS},
-        "unacknowledged": _count(stats, "unacknowledged"),
+        "dropped_before_echo": _count(stats, "dropped before echo"),
         "acknowledged_stored": _count(stats, "acknowledged stored"),
     }
 
@@ -156,11 +158,12 @@ def render(summary, checks):
         f"(error rate {summary['error_rate']:.4%}); stray frames {summary['stray']}, "
         f"arrived after the drain (counted lost) {summary['late']}",
         *_rest_lines(summary),
-        "",
-        f"{'threshold':<20}{'limit':>10}{'measured':>12}  result",
     ]
+    lines += faults.table(summary)
+    width = max([20] + [len(name) + 1 for name, *_ in checks])
+    lines += ["", f"{'threshold':<{width}}{'limit':>10}{'measured':>12}  result"]
     for name, limit, value, ok in checks:
-        lines.append(f"{name:<20}{_fmt(limit):>10}{_fmt(value):>12}  {'ok' if ok else 'EXCEEDED'}")
+        lines.append(f"{name:<{width}}{_fmt(limit):>10}{_fmt(value):>12}  {'ok' if ok else 'EXCEEDED'}")
     passed = all(ok for *_, ok in checks)
     lines += ["", f"RESULT: {'PASS' if passed else 'FAIL'}"]
     return "\n".join(lines), passed
@@ -175,10 +178,10 @@ def _rest_lines(summary):
     for name, row in rest.items():
         lines.append(f"{name:<58}{row['count']:>7}{row['failures']:>6}{_fmt(row['p50']):>8}"
                      f"{_fmt(row['p95']):>8}{_fmt(row['p99']):>8}")
-    lines.append(f"deliveries excused (their socket closed or dropped first) {excused}; sends unacknowledged "
-                 f"(room socket gone before the echo) {summary['unacknowledged']}; acknowledged and stored "
+    lines.append(f"deliveries excused (their socket closed or dropped first) {excused}; sends whose room "
+                 f"socket went before the echo {summary['dropped_before_echo']}; acknowledged and stored "
                  f"{summary['acknowledged_stored']}, acknowledged but not stored "
-                 f"{summary['anomalies']['lost']['stored']}")
+                 f"{summary['anomalies']['lost']['store']}")
     return lines
 
 
@@ -188,6 +191,7 @@ def gate(environment, scenario, results_dir=None):
     checks = judge(summary, scenario.thresholds)
     exceptions = len(getattr(environment.runner, "exceptions", {}) or {})
     checks.append(("user_exceptions", 0, exceptions, exceptions == 0))
+    checks += faults.add_to_summary(summary, STATE.faults, STATE.tracker, STATE.reconnects)
     text, passed = render(summary, checks)
     print("\n" + text + "\n", flush=True)
     summary["thresholds"] = [

@@ -19,7 +19,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from habitto_client import ws_url_for
 
 from loadtests import accounts as account_store
-from loadtests import config
+from loadtests import config, faults
 from loadtests.app_users import AppConversationUser  # noqa: F401  (the app scenario's user class)
 from loadtests.gate import gate
 from loadtests.state import DONE_MESSAGE, SETUP_MESSAGE, STATE
@@ -113,6 +113,7 @@ def on_test_start(environment, **_):
         accounts = account_store.provision_api(options.host, needed, account_store.new_prefix(),
                                                account_store.new_password())
     start_at = time.time() + options.sync_start if options.sync_start else None
+    _start_faults(environment, options.sync_start)
     if isinstance(runner, MasterRunner):
         workers = sorted(client.id for client in runner.clients.all)
         for worker, part in zip(workers, account_store.slices(accounts, len(workers))):
@@ -121,6 +122,22 @@ def on_test_start(environment, **_):
     else:
         runner.send_message(SETUP_MESSAGE, {"accounts": accounts, "run_id": STATE.run_id,
                                             "start_at": start_at})
+
+
+def _start_faults(environment, sync_start):
+    """The scenario's faults, timed from the send start, in this (the gating) process."""
+    if not STATE.scenario.faults.get("inject"):
+        return
+    try:
+        if isinstance(environment.runner, MasterRunner):
+            raise faults.FaultError("faults need one Locust process (workers = 0): the users' journal is judged here")
+        STATE.faults = faults.schedule_from(STATE.scenario)
+    except (faults.FaultError, ValueError) as exc:
+        logger.error("faults: %s", exc)
+        environment.process_exit_code = 2
+        environment.runner.quit()
+        return
+    STATE.faults.start(time.monotonic() + sync_start)
 
 
 @events.quitting.add_listener
@@ -134,4 +151,6 @@ def on_quitting(environment, **_):
             handle.write("".join(json.dumps(log) + "\n" for log in STATE.call_logs))
     if isinstance(environment.runner, WorkerRunner):
         return
+    if STATE.faults is not None:
+        STATE.faults.stop()
     gate(environment, STATE.scenario, environment.parsed_options.results_dir)

@@ -69,8 +69,7 @@ def test_phone_kinds_follow_the_weights_interleaved():
 
 def make_tracker():
     anomalies = []
-    tracker = Tracker("run", lambda *a: None, lambda kind, path: anomalies.append((kind, path)),
-                      keep_acknowledged=True)
+    tracker = Tracker("run", lambda *a: None, lambda kind, path: anomalies.append((kind, path)), journal=True)
     return tracker, anomalies
 
 
@@ -84,17 +83,19 @@ def test_only_paths_open_at_the_send_are_expected():
         tracker.arrived(("s", path), path, content, 1.0)
     assert tracker.outstanding() == 0 and tracker.completed == 1
     tracker.arrived(("b", "room"), "partner_room", content, 1.0)
-    assert anomalies == [] and tracker.acknowledged == {"c": {(1, 0)}}
+    assert anomalies == [] and tracker.journal[(1, 0)].acked_at == 1.0
 
 
-def test_a_dropped_socket_excuses_its_deliveries_and_unacknowledged_sends_are_counted():
+def test_a_dropped_socket_excuses_its_deliveries_and_sends_without_echo_are_dropped():
     tracker, anomalies = make_tracker()
     for seq in range(3):
         tracker.expect(1, seq, 0.0, "c")
     tracker.arrived(("a", "room"), "sender_echo", make_content("run", 1, 0, 20), 1.0)
     assert tracker.excuse("c", 1, "partner_inbox") == 3  # the partner's inbox dropped
     assert tracker.excuse("c", 2, "partner_inbox") == 0  # nothing of the other sender
-    assert tracker.unacknowledged("c", 1) == 2  # the sender's room dropped before 2 echoes
+    assert tracker.drop_unacknowledged("c", 1) == 2  # the sender's room dropped before 2 echoes
+    # The store check: one of the two dropped sends was stored, the other failed unacknowledged.
+    assert tracker.reconcile("c", {(1, 0), (1, 1)}) == (1, 0)
     lost, messages = tracker.give_up("c")
     assert messages == 1 and lost["partner_inbox"] == 0 and lost["partner_room"] == 1
     tracker.arrived(("b", "inbox2"), "partner_inbox", make_content("run", 1, 2, 20), 2.0)

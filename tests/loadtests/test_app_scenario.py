@@ -38,9 +38,9 @@ def assert_follows_the_app(log):
 
 def assert_delivery_accounted(summary):
     assert summary["lost"] == summary["duplicated"] == summary["out_of_order"] == 0
-    assert summary["anomalies"]["lost"]["stored"] == 0
+    assert summary["anomalies"]["lost"]["store"] == 0
     assert summary["sent"] > 0
-    assert summary["acknowledged_stored"] + summary["unacknowledged"] == summary["sent"]
+    assert summary["acknowledged_stored"] + summary["dropped_before_echo"] == summary["sent"]
 
 
 def test_app_scenario_follows_the_apps_calls_and_passes_the_gate(tmp_path):
