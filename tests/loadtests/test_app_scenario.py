@@ -38,7 +38,7 @@ def assert_follows_the_app(log):
 
 def assert_delivery_accounted(summary):
     assert summary["lost"] == summary["duplicated"] == summary["out_of_order"] == 0
-    assert summary["anomalies"]["lost"]["store"] == 0
+    assert summary["lost_store"] == 0
     assert summary["sent"] > 0
     assert summary["acknowledged_stored"] + summary["dropped_before_echo"] == summary["sent"]
 
