@@ -12,6 +12,8 @@ THRESHOLD_KEYS = {
     "p95_complete_ms", "p99_complete_ms", "max_error_rate", "max_lost", "max_duplicated",
     "max_out_of_order", "min_completed",
 }
+# Tables merged key by key like `thresholds`; their keys are fixed by [defaults].
+TABLES = ("validity", "regression", "capacity")
 
 
 @dataclass
@@ -31,6 +33,9 @@ class Scenario:
     window: int = 0
     thresholds: dict = field(default_factory=dict)
     server_env: dict = field(default_factory=dict)
+    validity: dict = field(default_factory=dict)  # when the generator, not the server, is measured
+    regression: dict = field(default_factory=dict)  # tolerances of the baseline comparison
+    capacity: dict = field(default_factory=dict)  # the steps of capacity mode
 
     @property
     def offered_rate(self):
@@ -72,9 +77,20 @@ def load(name="default", path=SCENARIOS_FILE, overrides=None):
     chosen = dict(scenarios.get(name, {}))
     thresholds = {**defaults.pop("thresholds", {}), **chosen.pop("thresholds", {})}
     server_env = {**defaults.pop("server_env", {}), **chosen.pop("server_env", {})}
+    tables = {}
+    for table in TABLES:
+        base, own = defaults.pop(table, {}), chosen.pop(table, {})
+        if set(own) - set(base):
+            raise KeyError(f"unknown {table} keys {sorted(set(own) - set(base))} in scenario {name!r}")
+        tables[table] = {**base, **own}
     values = {**defaults, **chosen}
     for key, raw in (overrides or {}).items():
-        if key.startswith("thresholds."):
+        table, _, sub = key.partition(".")
+        if table in tables:
+            if sub not in tables[table]:
+                raise KeyError(f"unknown {table} key {sub!r}")
+            tables[table][sub] = _coerce(key, raw, tables[table][sub])
+        elif key.startswith("thresholds."):
             sub = key.split(".", 1)[1]
             if sub not in THRESHOLD_KEYS:
                 raise KeyError(f"unknown threshold {sub!r}")
@@ -89,7 +105,7 @@ def load(name="default", path=SCENARIOS_FILE, overrides=None):
     if unknown:
         raise KeyError(f"unknown thresholds {sorted(unknown)} in {path}")
     return Scenario(name=name, thresholds=thresholds,
-                    server_env={k: str(v) for k, v in server_env.items()}, **values)
+                    server_env={k: str(v) for k, v in server_env.items()}, **tables, **values)
 
 
 def parse_overrides(items):

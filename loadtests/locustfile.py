@@ -19,6 +19,7 @@ from habitto_client import ws_url_for
 from loadtests import accounts as account_store
 from loadtests import config
 from loadtests.gate import gate
+from loadtests.monitor import RunMonitor
 from loadtests.state import DONE_MESSAGE, SETUP_MESSAGE, STATE
 from loadtests.users import ConversationUser  # noqa: F401  (the user class Locust runs)
 
@@ -36,6 +37,9 @@ def add_arguments(parser):
     group.add_argument("--sync-start", type=float, default=0.0,
                        help="seconds after the test start at which every conversation starts sending (0: at once)")
     group.add_argument("--results-dir", default="results", help="where the gate writes its summary")
+    group.add_argument("--metrics-url", action="append", default=None, metavar="URL",
+                       help="a backend process whose /metrics is scraped during the run "
+                            "(default: --host; repeat for several processes; 'none' to skip)")
 
 
 def _ws_base(options):
@@ -105,6 +109,9 @@ def on_test_start(environment, **_):
         accounts = account_store.provision_api(options.host, needed, account_store.new_prefix(),
                                                account_store.new_password())
     start_at = time.time() + options.sync_start if options.sync_start else None
+    urls = [url for url in (options.metrics_url or [options.host]) if url and url != "none"]
+    STATE.monitor = RunMonitor(runner, urls)
+    STATE.monitor.start()
     if isinstance(runner, MasterRunner):
         workers = sorted(client.id for client in runner.clients.all)
         for worker, part in zip(workers, account_store.slices(accounts, len(workers))):
@@ -119,4 +126,4 @@ def on_test_start(environment, **_):
 def on_quitting(environment, **_):
     if isinstance(environment.runner, WorkerRunner) or environment.parsed_options is None:
         return
-    gate(environment, STATE.scenario, environment.parsed_options.results_dir)
+    gate(environment, STATE.scenario, environment.parsed_options.results_dir, STATE.monitor, STATE.faults)

@@ -24,6 +24,8 @@ class ProcessState:
         self.pairs = []
         self.tracker = None
         self.setup_received = gevent.event.Event()
+        self.monitor = None  # loadtests.monitor.RunMonitor on the master / the only process
+        self.faults = []  # {name, start, end}: seconds of the monitor's timeline, for the report
 
     def configure(self, scenario, http_base, ws_base, on_path, on_anomaly):
         self.scenario = scenario
