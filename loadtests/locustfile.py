@@ -9,7 +9,10 @@ in one process or as a master with workers.
 """
 
 import logging
+import os
 import time
+
+import gevent
 
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
@@ -88,16 +91,26 @@ def on_init(environment, **_):
                 logger.info("all %d conversations finished; stopping the run", target)
                 # Let the workers' last statistics report (every 3 s) arrive, then quit.
                 delay = 0.5 if not isinstance(environment.runner, MasterRunner) else 3.5
-                import gevent
-
                 gevent.spawn_later(delay, environment.runner.quit)
 
         runner.register_message(DONE_MESSAGE, on_done)
 
 
+def _busy_generator():
+    """LOADTEST_TEST_BUSY_GENERATOR=1 (tests only): this process never idles, like a generator
+    too slow for its scenario, so the run must come out INVALID (docs/loadtest.md)."""
+    while True:
+        until = time.perf_counter() + 0.005
+        while time.perf_counter() < until:
+            pass
+        gevent.sleep(0)
+
+
 @events.test_start.add_listener
 def on_test_start(environment, **_):
     runner = environment.runner
+    if os.environ.get("LOADTEST_TEST_BUSY_GENERATOR") == "1":
+        gevent.spawn(_busy_generator)
     if isinstance(runner, WorkerRunner):
         return
     options = environment.parsed_options

@@ -46,10 +46,22 @@ def interval_percentiles(now, before):
     return result
 
 
-def busiest_cpu(samples, process="local", window=CPU_WINDOW):
-    """Highest CPU (in cores) of one generator process over any `window` seconds of the
-    samples' cumulative CPU time ("cpu_s"); None with fewer than two samples."""
-    points = [(s["t"], s["cpu_s"][process]) for s in samples if process in s.get("cpu_s", {})]
+def schedstat_busy_seconds(pid="self"):
+    """Seconds the process's main thread (where every greenlet runs) spent on a CPU plus
+    waiting in a run queue for one (Linux /proc/<pid>/schedstat), or None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as handle:
+            on_cpu, waiting = handle.read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return (int(on_cpu) + int(waiting)) / 1e9
+
+
+def busiest(samples, key="busy_s", process="local", window=CPU_WINDOW):
+    """Highest share of wall time (in cores) of one generator process over any `window`
+    seconds of the samples' cumulative seconds `key` ("cpu_s": on a CPU; "busy_s": on a
+    CPU or waiting for one); None with fewer than two samples."""
+    points = [(s["t"], s[key][process]) for s in samples if process in s.get(key, {})]
     best = None
     for i, (t_end, cpu_end) in enumerate(points):
         for t_start, cpu_start in reversed(points[:i]):
@@ -168,13 +180,16 @@ class RunMonitor:
                 print(self.progress_line(), flush=True)
 
     def _cpu(self):
-        """Cumulative CPU seconds of this process, and the workers' own reported CPU share."""
+        """Cumulative CPU seconds of this process, its busy seconds (CPU + run-queue wait),
+        and the workers' own reported CPU share (Locust's psutil figure, CPU only)."""
         times = self.process.cpu_times()
-        cumulative = {"local": times.user + times.system}
+        cpu = {"local": times.user + times.system}
+        busy_seconds = schedstat_busy_seconds()
+        busy = {} if busy_seconds is None else {"local": busy_seconds}
         workers = {}
         for client in getattr(self.runner, "clients", {}).values():
             workers[f"worker {client.id[-8:]}"] = client.cpu_usage / 100.0
-        return cumulative, workers
+        return cpu, busy, workers
 
     def sample(self):
         now = time.monotonic()
@@ -189,13 +204,14 @@ class RunMonitor:
             self._histograms[key] = current
             if figures:
                 rows[key] = figures
-        cpu_s, workers = self._cpu()
+        cpu_s, busy_s, workers = self._cpu()
         sample = {
             "t": round(now - self.started, 3),
             "rows": rows,
             "failures": stats.total.num_failures,
             "lost": sum(e.num_failures for (name, _), e in stats.entries.items() if name.startswith("lost ")),
             "cpu_s": cpu_s,
+            "busy_s": busy_s,
             "worker_cpu": workers,
         }
         metrics = self.scraper.scrape()
@@ -207,9 +223,13 @@ class RunMonitor:
         return sample
 
     def generator_cpu(self):
-        """{process: busiest CPU share in cores} over the run."""
+        """{process: busiest share of a core over CPU_WINDOW} over the run: this process's
+        CPU demand (on a CPU or waiting for one: a generator starved on a shared machine is
+        saturated too), else its CPU time; the workers' CPU as they report it."""
         result = {}
-        local = busiest_cpu(self.samples)
+        local = busiest(self.samples)
+        if local is None:
+            local = busiest(self.samples, "cpu_s")
         if local is not None:
             result["local"] = local
         for sample in self.samples:
@@ -224,7 +244,9 @@ class RunMonitor:
         p99 = done.get_response_time_percentile(0.99) if done and done.num_requests else None
         span = last["t"] - (self.samples[-2]["t"] if len(self.samples) > 1 else 0)
         rate = complete.get("n", 0) / span if span > 0 else 0.0
-        cpu = busiest_cpu(self.samples[-3:], window=0) or 0.0
+        cpu = busiest(self.samples[-3:], "cpu_s", window=0) or 0.0
+        busy = busiest(self.samples[-3:], window=0)
         return (f"loadtest: t={last['t']:.0f}s  complete {rate:.0f} msgs/s  p99 so far "
                 f"{'-' if p99 is None else f'{p99:.0f} ms'}  lost so far {last['lost']}  "
-                f"failures {last['failures']}  generator CPU {cpu:.0%}")
+                f"failures {last['failures']}  generator CPU {cpu:.0%}"
+                + ("" if busy is None else f" (busy {busy:.0%})"))

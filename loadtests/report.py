@@ -2,6 +2,7 @@
 script and nothing fetched from the network.
 
     python -m loadtests.report results/default_summary.json [--output results/default_report.html]
+                               [--screenshot docs/loadtest-report.png]
 
 Drawn from the summary JSON alone: latency over time per row (p99 per sample interval)
 with the baseline's complete fan-out overlaid and fault windows shaded, delivered msgs/s,
@@ -14,6 +15,9 @@ thresholds with their own "group"). Capacity runs get the table of their steps.
 import argparse
 import html
 import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -76,7 +80,7 @@ def line_chart(title, series, unit, shades=(), limit=None, t_max=None, x_unit=" 
     def y(v):
         return TOP + plot_h * (1 - min(v, y_max) / y_max)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+    out = [f'<svg width="{WIDTH}" height="{height}" '
            f'viewBox="0 0 {WIDTH} {height}" font-size="11" font-family="sans-serif">',
            f'<text x="{LEFT}" y="16" font-size="13" font-weight="bold">{esc(title)}</text>']
     for start, end, label in shades:
@@ -122,11 +126,16 @@ def rate_series(timeline, row):
             for p, s in zip(samples, samples[1:]) if s["t"] > p["t"]]
 
 
+def share_series(timeline, key):
+    samples = [s for s in timeline.get("samples", []) if "local" in s.get(key, {})]
+    return [(s["t"], (s[key]["local"] - p[key]["local"]) / (s["t"] - p["t"]))
+            for p, s in zip(samples, samples[1:]) if s["t"] > p["t"]]
+
+
 def cpu_series(timeline):
-    samples = [s for s in timeline.get("samples", []) if "local" in s.get("cpu_s", {})]
-    series = [("generator (this process)", [(s["t"], (s["cpu_s"]["local"] - p["cpu_s"]["local"]) / (s["t"] - p["t"]))
-                                            for p, s in zip(samples, samples[1:]) if s["t"] > p["t"]],
-               COLORS[0], False)]
+    series = [("on a CPU", share_series(timeline, "cpu_s"), COLORS[0], False)]
+    if any(s.get("busy_s") for s in timeline.get("samples", [])):
+        series.append(("CPU + run queue", share_series(timeline, "busy_s"), COLORS[4], True))
     workers = sorted({name for s in timeline.get("samples", []) for name in s.get("worker_cpu", {})})
     for index, name in enumerate(workers, 1):
         series.append((name, [(s["t"], s["worker_cpu"][name]) for s in timeline["samples"]
@@ -172,7 +181,7 @@ def latency_charts(summary):
     else:
         charts.append(f'<p class="muted">Server metrics: {esc(timeline.get("server_metrics", "not scraped"))}</p>')
     cpu_limit = next((v["limit"] for v in summary.get("validity", []) if v["name"].startswith("generator_cpu")), None)
-    charts.append(line_chart("Load generator CPU (cores)", cpu_series(timeline), "cores", shades, cpu_limit, t_max,
+    charts.append(line_chart("Load generator: CPU and CPU demand (cores)", cpu_series(timeline), "cores", shades, cpu_limit, t_max,
                              height=170))
     return charts
 
@@ -285,14 +294,31 @@ def write(summary, path):
     return path
 
 
+def screenshot(html_path, png_path, size=(1150, 1500), browser=None, timeout=120):
+    """A PNG of the page by headless Chromium (Debian's `chromium` package)."""
+    browser = browser or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not browser:
+        raise FileNotFoundError("no chromium binary (apt-get install chromium)")
+    png_path = Path(png_path).resolve()
+    cmd = [browser, "--headless", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+           f"--screenshot={png_path}", f"--window-size={size[0]},{size[1]}", Path(html_path).resolve().as_uri()]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
+    subprocess.run(cmd, check=True, capture_output=True, timeout=timeout)
+    return png_path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="HTML report of a load test summary")
     parser.add_argument("summary")
     parser.add_argument("--output", default="")
+    parser.add_argument("--screenshot", default="", metavar="PNG", help="also take a screenshot with headless Chromium")
     args = parser.parse_args(argv)
     summary_path = Path(args.summary)
     output = args.output or str(summary_path).replace("_summary.json", "_report.html")
     print(write(json.loads(summary_path.read_text()), output))
+    if args.screenshot:
+        print(screenshot(output, args.screenshot))
     return 0
 
 
