@@ -209,7 +209,7 @@ def run_capacity(args, scenario, launch):
     steps_dir = results / f"{scenario.name}_capacity"
 
     def run_step(value):
-        sets = [f"{table['key']}={value:g}", f"duration={table['step_duration']}", f"drain={table['step_drain']}"]
+        sets = [f"{table['key']}={value:g}", f"duration={table['step_duration']:g}", f"drain={table['step_drain']:g}"]
         step_dir = steps_dir / f"{table['key']}_{value:g}"
         code = launch(sets, step_dir)
         summary = load_summary(step_dir, scenario.name)
@@ -289,6 +289,12 @@ def main(argv=None):
             else:
                 account_store.save(account_store.provision_api(http_base, accounts_needed, prefix, password),
                                    accounts_file)
+        if args.capacity or args.repeat > 1:
+            print("loadtest: logging the accounts in once for all the runs", flush=True)
+            sessions_file = results / f"{scenario.name}_sessions.json"
+            account_store.save(account_store.with_tokens(http_base, account_store.load(accounts_file)),
+                               sessions_file)
+            accounts_file = sessions_file
         print(f"loadtest: scenario {scenario.name}: {scenario.users} conversations, "
               f"{scenario.offered_rate:g} msgs/s offered, {workers or 'no'} workers, "
               f"target {http_base} / {ws_base}", flush=True)
