@@ -1,7 +1,9 @@
 """Regression against a baseline: this run's summary against an earlier one.
 
-Every row (fan-out paths, REST calls, socket handshakes) is compared on p50, p95, p99 and
-msgs/s, and the run on its error rate and its lost / duplicated / out-of-order counts.
+Every row is compared on p50, p95 and p99; a fan-out path also on its msgs/s, a request row
+(REST calls, socket handshakes) on the requests it completed and its own error rate (its
+rate follows the users' schedule and spawn, not the server); the run on its error rate and
+its lost / duplicated / out-of-order counts.
 A summary of `--repeat N` runs carries each run's figures ("runs"); a single run is a
 list of one. For each figure, with b = the baseline runs' values and c = this run's:
 
@@ -11,7 +13,7 @@ list of one. For each figure, with b = the baseline runs' values and c = this ru
 
 tolerance (loadtests/scenarios.toml, [regression]): latency max(latency * median(b),
 latency_floor_ms); msgs/s throughput * median(b); error rate `error_rate`; anomaly counts
-`anomalies`. A row with fewer than `min_samples` samples in any run of either side is
+`anomalies`; completed requests like msgs/s, a row's error rate like the run's. A row with fewer than `min_samples` samples in any run of either side is
 shown but not judged; a judged baseline row that this run lacks is a regression.
 """
 
@@ -19,6 +21,8 @@ from statistics import median
 
 LATENCY = ("p50", "p95", "p99")
 TOTALS = ("error_rate", "lost", "duplicated", "out_of_order")
+THROUGHPUT = (*LATENCY, "per_second")  # a fan-out path
+REQUESTS = (*LATENCY, "completed", "error_rate")  # a request row
 # What must match for two runs to be compared at all.
 LOAD_KEYS = ("users", "offered_per_second", "duration")
 
@@ -42,6 +46,15 @@ def compact(summary):
 
 def runs_of(summary):
     return summary.get("runs") or [compact(summary)]
+
+
+def figure(row, metric):
+    """One figure of a row; `completed` and `error_rate` derive from count and failures."""
+    if metric == "completed":
+        return row["count"] - row.get("failures", 0) if "count" in row else None
+    if metric == "error_rate":
+        return row.get("failures", 0) / row["count"] if row.get("count") else None
+    return row.get(metric)
 
 
 def spread(values):
@@ -94,14 +107,17 @@ def compare(baseline, summary, tolerances):
             entries.append(_entry(name, "count", [r["count"] for r in base_rows], [0] * len(current_rows),
                                   "regression"))
             continue
-        for metric in (*LATENCY, "per_second"):
-            base = [row[metric] for row in base_rows if row.get(metric) is not None]
-            current = [row[metric] for row in current_rows if row.get(metric) is not None]
+        metrics = THROUGHPUT if name.startswith("fanout ") else REQUESTS
+        for metric in metrics:
+            base = [figure(row, metric) for row in base_rows if figure(row, metric) is not None]
+            current = [figure(row, metric) for row in current_rows if figure(row, metric) is not None]
             if not (base_judged and current_judged) or not base or not current:
                 entries.append(_entry(name, metric, base, current, "not judged"))
                 continue
-            if metric == "per_second":
+            if metric in ("per_second", "completed"):
                 result = judge_change(base, current, tolerances["throughput"] * median(base), lower_is_worse=True)
+            elif metric == "error_rate":
+                result = judge_change(base, current, tolerances["error_rate"])
             else:
                 tolerance = max(tolerances["latency"] * median(base), tolerances["latency_floor_ms"])
                 result = judge_change(base, current, tolerance)
@@ -138,6 +154,8 @@ def _fmt(value, metric):
         return "-"
     if metric == "error_rate":
         return f"{value:.4%}"
+    if metric == "completed":
+        return f"{value:.0f}"
     if metric == "per_second":
         return f"{value:.1f}"
     return f"{value:.0f}" if metric in LATENCY or isinstance(value, int) else f"{value:.3g}"

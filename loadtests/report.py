@@ -55,13 +55,11 @@ def fmt(value, digits=0):
 
 
 def _nice_max(value):
+    """The smallest 1, 2, 2.5 or 5 times a power of ten at or above value (axis ends)."""
     if value <= 0:
         return 1.0
-    for step in (1, 2, 2.5, 5, 10):
-        for scale in [10 ** e for e in range(-3, 8)]:
-            if step * scale >= value:
-                return step * scale
-    return value
+    candidates = [step * 10.0 ** e for e in range(-3, 9) for step in (1, 2, 2.5, 5)]
+    return min((c for c in candidates if c >= value), default=value)
 
 
 def line_chart(title, series, unit, shades=(), limit=None, t_max=None, x_unit=" s", height=HEIGHT):
@@ -90,7 +88,7 @@ def line_chart(title, series, unit, shades=(), limit=None, t_max=None, x_unit=" 
     for i in range(5):
         value = y_max * i / 4
         out.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y(value):.1f}" y2="{y(value):.1f}" stroke="#eee"/>'
-                   f'<text x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{fmt(value, 0 if y_max >= 5 else 2)}'
+                   f'<text x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:.4g}'
                    f'</text>')
         t = t_max * i / 4
         out.append(f'<text x="{x(t):.1f}" y="{height - BOTTOM + 16}" text-anchor="middle">{t:g}{x_unit}</text>')

@@ -80,6 +80,12 @@ def test_throughput_errors_and_losses_are_compared():
     assert verdicts(entries)["per_second"] == "regression"
     assert verdicts(entries, "run") == {"error_rate": "regression", "lost": "regression",
                                         "duplicated": "ok", "out_of_order": "ok"}
+    # A request row: its own error rate and the requests it completed (not its rate, which
+    # follows the users' schedule).
+    failing = summary_with()
+    failing["requests"]["HTTP login"]["failures"] = 5
+    assert verdicts(compare.compare(base, failing, TOLERANCES), "HTTP login") == {
+        "p50": "ok", "p95": "ok", "p99": "ok", "completed": "regression", "error_rate": "regression"}
 
 
 def test_rows_with_few_samples_are_shown_not_judged_and_missing_rows_fail():
