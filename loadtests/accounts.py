@@ -72,7 +72,7 @@ def slices(accounts, parts):
 
 def with_tokens(http_base, accounts, timeout=30):
     """The accounts with an access and refresh token each, logged in once through the API:
-    runs that reuse them (--repeat, capacity steps) skip the logins, which cost the server a
+    capacity steps that reuse them skip the logins, which cost the server a
     password hash each. Access tokens live ACCESS_TOKEN_MINUTES (60 by default)."""
     api = ChatHTTP(http_base, timeout=timeout)
     issued = []

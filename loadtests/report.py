@@ -276,7 +276,8 @@ def render(summary):
              f"<p class='meta'>{esc(meta)}</p>"]
     if summary.get("capacity"):
         parts += ["<h2>Capacity</h2>", capacity_section(summary["capacity"])]
-    parts += ["<h2>Verdict</h2>", verdict_table(summary),
+    heading = "Verdict" + (" of the highest step that held" if summary.get("capacity") else "")
+    parts += [f"<h2>{heading}</h2>", verdict_table(summary),
               "<h2>Over time</h2>"
               + ("<p class='meta'>Shaded: fault windows. Dashed grey: the baseline run.</p>" if base or
                  summary.get("faults") else ""),

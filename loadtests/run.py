@@ -289,8 +289,8 @@ def main(argv=None):
             else:
                 account_store.save(account_store.provision_api(http_base, accounts_needed, prefix, password),
                                    accounts_file)
-        if args.capacity or args.repeat > 1:
-            print("loadtest: logging the accounts in once for all the runs", flush=True)
+        if args.capacity:  # steps measure delivery; logins (a password hash each) would crowd them
+            print("loadtest: logging the accounts in once for all the steps", flush=True)
             sessions_file = results / f"{scenario.name}_sessions.json"
             account_store.save(account_store.with_tokens(http_base, account_store.load(accounts_file)),
                                sessions_file)
