@@ -190,22 +190,25 @@ def gate(environment, scenario, results_dir=None, monitor=None, faults=()):
     """Judge, print, write the summary JSON; set environment.process_exit_code.
 
     `monitor` (loadtests.monitor.RunMonitor) adds the timeline and the generator's CPU;
-    `faults` are the windows ({name, start, end} in seconds of the timeline) that a fault
-    injector opened during the run, for the report to shade.
+    `faults` are the windows a fault injector opened during the run: {name, start, end} in
+    seconds of the timeline (the report shades them), and optionally "checks", its own
+    [(name, limit, measured, ok)] that gate the run like thresholds (group "fault <name>").
     """
     summary = summarize(environment.runner.stats, scenario)
     if monitor is not None:
         summary["timeline"] = monitor.stop()
         summary["generator_cpu"] = monitor.generator_cpu()
-    summary["faults"] = list(faults)
+    summary["faults"] = [{k: v for k, v in fault.items() if k != "checks"} for fault in faults]
     checks = judge(summary, scenario.thresholds)
     exceptions = len(getattr(environment.runner, "exceptions", {}) or {})
     checks.append(("user_exceptions", 0, exceptions, exceptions == 0))
+    fault_rows = [row for fault in faults for row in as_rows(fault.get("checks", ()), f"fault {fault['name']}")]
     validity = judge_validity(summary, scenario.validity)
-    summary["passed"] = all(ok for *_, ok in checks)
+    summary["passed"] = all(ok for *_, ok in checks) and all(row["ok"] for row in fault_rows)
     summary["valid"] = all(ok for *_, ok in validity)
-    print("\n" + render(summary, checks, validity) + "\n", flush=True)
-    summary["thresholds"] = as_rows(checks, "thresholds")
+    fault_checks = [(f"{row['group']}: {row['name']}", row["limit"], row["measured"], row["ok"]) for row in fault_rows]
+    print("\n" + render(summary, checks + fault_checks, validity) + "\n", flush=True)
+    summary["thresholds"] = as_rows(checks, "thresholds") + fault_rows
     summary["validity"] = as_rows(validity, "validity")
     summary["finished_at"] = time.time()
     if results_dir:

@@ -74,7 +74,8 @@ def busiest(samples, key="busy_s", process="local", window=CPU_WINDOW):
 
 
 def parse_metrics(text):
-    """Prometheus text format -> {name: summed value over all label sets}."""
+    """Prometheus text format -> {name: summed value over all label sets}. (The load
+    generator's image has no prometheus_client: it installs no server dependencies.)"""
     totals = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
@@ -90,12 +91,16 @@ def parse_metrics(text):
 
 def server_figures(now, before, seconds):
     """Commit time, batch size, stored rate and open sockets between two scrapes."""
+    def delta(name):
+        # A counter that went down: the process restarted (a fault); count from zero.
+        earlier = before.get(name, 0)
+        return now.get(name, 0) - (earlier if now.get(name, 0) >= earlier else 0)
+
     def mean(prefix, scale=1.0):
-        count = now.get(f"{prefix}_count", 0) - before.get(f"{prefix}_count", 0)
-        total = now.get(f"{prefix}_sum", 0) - before.get(f"{prefix}_sum", 0)
+        count, total = delta(f"{prefix}_count"), delta(f"{prefix}_sum")
         return total / count * scale if count > 0 else None
 
-    stored = now.get("habitto_chat_messages_stored_total", 0) - before.get("habitto_chat_messages_stored_total", 0)
+    stored = delta("habitto_chat_messages_stored_total")
     return {
         "commit_ms": mean("habitto_chat_batch_commit_seconds", 1000.0),
         "batch_size": mean("habitto_chat_batch_size_messages"),
@@ -120,7 +125,7 @@ class MetricsScraper:
         totals = {}
         for client in self.clients:
             try:
-                resp = client.request("GET", "/metrics", token=self.token)
+                resp = client.metrics(token=self.token)
             except ChatError as exc:
                 resp, error = None, str(exc)
             else:

@@ -41,6 +41,8 @@ def test_baseline_fails_a_slower_release_within_the_thresholds(smoke_results):
         assert (f"fanout {path}", "p50") in regressions, (path, slow["baseline"]["entries"])
     assert "BASELINE: FAIL" in output and "VERDICT: FAIL" in output
     assert kept.read_text() == before
+    # The server's /metrics was scraped during the run (loopback): sockets were open.
+    assert any((sample.get("server") or {}).get("sockets") for sample in slow["timeline"]["samples"])
     page = (smoke_results / "smoke_report.html").read_text()
     assert "baseline complete" in page and "REGRESSION" in page
 

@@ -147,6 +147,9 @@ def test_server_figures_from_two_scrapes():
     assert now["habitto_chat_sockets_open"] == 16
     figures = monitor.server_figures(now, {}, 2.0)
     assert figures == {"commit_ms": 5.0, "batch_size": 3.0, "stored_per_s": 150.0, "sockets": 16}
+    # The backend restarted between the scrapes (its counters went down): counted from zero.
+    restarted = dict(now, habitto_chat_messages_stored_total=20.0)
+    assert monitor.server_figures(restarted, now, 2.0)["stored_per_s"] == 10.0
 
 
 def test_capacity_climbs_backs_off_and_names_the_stopper():
@@ -203,3 +206,24 @@ def test_report_is_self_contained_and_shows_baseline_faults_and_verdicts():
     assert page.count("<svg") >= 5 and "restart backend" in page and "baseline complete" in page
     assert "fault restart backend" in page and "acknowledged lost" in page
     assert "Server: batch commit time" in page and ">PASS<" in page
+
+
+def test_gate_judges_fault_checks_and_keeps_their_windows(tmp_path, monkeypatch):
+    """A fault injector's own checks gate the run (group "fault <name>"); its window is kept
+    for the report; the summary file is written. (Locust's statistics are stood in for:
+    importing locust here would monkey-patch the test process.)"""
+    from types import SimpleNamespace
+
+    anomalies = {kind: {path: 0 for path in gate.PATHS} for kind in gate.ANOMALIES}
+    figures = summary_with(anomalies=anomalies, send_failures=0, send_lag_p99_ms=3, other_requests=10,
+                           other_failures=0, stray=0, late=0)
+    monkeypatch.setattr(gate, "summarize", lambda stats, scenario: dict(figures))
+    environment = SimpleNamespace(runner=SimpleNamespace(stats=None, exceptions={}), process_exit_code=None)
+    faults = [{"name": "restart backend", "start": 3.0, "end": 8.0, "checks": [("acknowledged lost", 0, 2, False)]}]
+    summary = gate.gate(environment, config.load("smoke"), tmp_path, faults=faults)
+    assert not summary["passed"] and summary["valid"] and environment.process_exit_code == 1
+    assert summary["faults"] == [{"name": "restart backend", "start": 3.0, "end": 8.0}]
+    assert {"group": "fault restart backend", "name": "acknowledged lost", "limit": 0, "measured": 2,
+            "ok": False} in summary["thresholds"]
+    assert (tmp_path / "smoke_summary.json").exists()
+    assert "fault restart backend" in report.render(summary)
