@@ -46,6 +46,7 @@ COPY docker/ /app/docker/
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000 8001
-# Liveness of the first port in $PORTS (no curl in the image; Python is).
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["python", "-c", "import os, urllib.request as u; h = os.environ.get('HOST') or '127.0.0.1'; h = '127.0.0.1' if h in ('0.0.0.0', '::') else h; h = f'[{h}]' if ':' in h else h; p = os.environ.get('PORTS', '8000').split(',')[0].strip(); u.urlopen(f'http://{h}:{p}/healthz', timeout=4)"]
+# Liveness of the first port in $PORTS, or of the port named in $PORT_FILE when the server
+# picks one of a range (PORT_BASE, the scaled stack). No curl in the image; Python is.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["python", "-c", "import os, urllib.request as u; h = os.environ.get('HOST') or '127.0.0.1'; h = '127.0.0.1' if h in ('0.0.0.0', '::') else h; h = f'[{h}]' if ':' in h else h; f = os.environ.get('PORT_FILE'); p = open(f).read().strip() if f else os.environ.get('PORTS', '8000').split(',')[0].strip(); u.urlopen(f'http://{h}:{p}/healthz', timeout=4)"]
 CMD ["python", "-m", "habitto_server.serve"]

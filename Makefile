@@ -22,7 +22,8 @@ export PYTHONUNBUFFERED := 1
 help:
 	@echo "make run    serve the backend on $(HOST) ports $(PORTS) (SQLite, in-memory layer)"
 	@echo "make test   run the whole test suite"
-	@echo "make up / down / logs   the full Docker Compose stack"
+	@echo "make up / down / logs   the full Docker Compose stack (docs/docker.md)"
+	@echo "make up BACKENDS=3      three backends behind nginx on 8000/8001;  MONITORING=1 adds Prometheus"
 	@echo "make loadtest   the Locust release gate;  make bench   benchmarks;  make health   on-call checks"
 
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt pyproject.toml

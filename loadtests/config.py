@@ -13,7 +13,7 @@ THRESHOLD_KEYS = {
     "max_out_of_order", "min_completed",
 }
 # Tables merged key by key like `thresholds`; their keys are fixed by [defaults].
-TABLES = ("validity", "regression", "capacity")
+TABLES = ("faults", "validity", "regression", "capacity")
 
 
 @dataclass
@@ -31,11 +31,18 @@ class Scenario:
     sync_start: float = 0.0
     inbox: bool = True
     window: int = 0
+    protocol: int = 1  # 2: protocol-2 sockets (acks by client_id; resends after a reconnect)
     thresholds: dict = field(default_factory=dict)
     server_env: dict = field(default_factory=dict)
     validity: dict = field(default_factory=dict)  # when the generator, not the server, is measured
     regression: dict = field(default_factory=dict)  # tolerances of the baseline comparison
     capacity: dict = field(default_factory=dict)  # the steps of capacity mode
+    faults: dict = field(default_factory=dict)  # faults injected during the run (loadtests/faults.py)
+
+    @property
+    def reconnects(self):
+        """Users reopen dropped sockets and catch up (runs with faults, or when asked)."""
+        return bool(self.faults.get("inject") or self.faults.get("reconnect"))
 
     @property
     def offered_rate(self):
@@ -60,6 +67,8 @@ def _coerce(key, value, like):
             raise ValueError(f"scenario key {key}: {value!r} is not a boolean") from None
     if like is None:
         return value
+    if isinstance(like, list):
+        return value if isinstance(value, list) else [item.strip() for item in str(value).split(",") if item.strip()]
     try:
         return type(like)(value)
     except (TypeError, ValueError):

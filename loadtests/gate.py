@@ -10,6 +10,8 @@ import json
 import time
 from pathlib import Path
 
+from . import faults
+from .state import STATE
 from .tracker import PATHS
 
 ANOMALIES = ("lost", "duplicate", "out_of_order", "stray", "late")
@@ -142,11 +144,12 @@ def render(summary, checks, validity=()):
         f"other requests {summary['other_requests']}, failures {summary['other_failures']} "
         f"(error rate {summary['error_rate']:.4%}); stray frames {summary['stray']}, "
         f"arrived after the drain (counted lost) {summary['late']}",
-        "",
-        f"{'threshold':<20}{'limit':>10}{'measured':>12}  result",
     ]
+    lines += faults.table(summary)
+    width = max([20] + [len(name) + 1 for name, *_ in checks])
+    lines += ["", f"{'threshold':<{width}}{'limit':>10}{'measured':>12}  result"]
     for name, limit, value, ok in checks:
-        lines.append(f"{name:<20}{_fmt(limit):>10}{_fmt(value):>12}  {'ok' if ok else 'EXCEEDED'}")
+        lines.append(f"{name:<{width}}{_fmt(limit):>10}{_fmt(value):>12}  {'ok' if ok else 'EXCEEDED'}")
     if validity:
         lines += ["", f"{'validity (generator)':<24}{'limit':>10}{'measured':>12}  result"]
         for name, limit, value, ok in validity:
@@ -186,29 +189,26 @@ def as_rows(checks, group):
     return [{"group": group, "name": n, "limit": limit, "measured": v, "ok": ok} for n, limit, v, ok in checks]
 
 
-def gate(environment, scenario, results_dir=None, monitor=None, faults=()):
+def gate(environment, scenario, results_dir=None, monitor=None):
     """Judge, print, write the summary JSON; set environment.process_exit_code.
 
-    `monitor` (loadtests.monitor.RunMonitor) adds the timeline and the generator's CPU;
-    `faults` are the windows a fault injector opened during the run: {name, start, end} in
-    seconds of the timeline (the report shades them), and optionally "checks", its own
-    [(name, limit, measured, ok)] that gate the run like thresholds (group "fault <name>").
+    `monitor` (loadtests.monitor.RunMonitor) adds the timeline and the generator's CPU; the
+    faults of the run (loadtests/faults.py) add their report (`faults`: each with its
+    wall-clock window, which the HTML report shades) and their checks (group "faults").
     """
     summary = summarize(environment.runner.stats, scenario)
     if monitor is not None:
         summary["timeline"] = monitor.stop()
         summary["generator_cpu"] = monitor.generator_cpu()
-    summary["faults"] = [{k: v for k, v in fault.items() if k != "checks"} for fault in faults]
     checks = judge(summary, scenario.thresholds)
     exceptions = len(getattr(environment.runner, "exceptions", {}) or {})
     checks.append(("user_exceptions", 0, exceptions, exceptions == 0))
-    fault_rows = [row for fault in faults for row in as_rows(fault.get("checks", ()), f"fault {fault['name']}")]
+    fault_checks = faults.add_to_summary(summary, STATE.faults, STATE.tracker, STATE.reconnects)
     validity = judge_validity(summary, scenario.validity)
-    summary["passed"] = all(ok for *_, ok in checks) and all(row["ok"] for row in fault_rows)
+    summary["passed"] = all(ok for *_, ok in checks + fault_checks)
     summary["valid"] = all(ok for *_, ok in validity)
-    fault_checks = [(f"{row['group']}: {row['name']}", row["limit"], row["measured"], row["ok"]) for row in fault_rows]
     print("\n" + render(summary, checks + fault_checks, validity) + "\n", flush=True)
-    summary["thresholds"] = as_rows(checks, "thresholds") + fault_rows
+    summary["thresholds"] = as_rows(checks, "thresholds") + as_rows(fault_checks, "faults")
     summary["validity"] = as_rows(validity, "validity")
     summary["finished_at"] = time.time()
     if results_dir:
@@ -216,6 +216,7 @@ def gate(environment, scenario, results_dir=None, monitor=None, faults=()):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=1))
     code = exit_code(summary)
-    if code or environment.process_exit_code is None:
+    # 2 (the run could not be carried out, e.g. a fault driver failed) stays.
+    if environment.process_exit_code != 2 and (code or environment.process_exit_code is None):
         environment.process_exit_code = code
     return summary

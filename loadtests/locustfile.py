@@ -20,7 +20,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from habitto_client import ws_url_for
 
 from loadtests import accounts as account_store
-from loadtests import config
+from loadtests import config, faults
 from loadtests.gate import gate
 from loadtests.monitor import RunMonitor
 from loadtests.state import DONE_MESSAGE, SETUP_MESSAGE, STATE
@@ -125,6 +125,7 @@ def on_test_start(environment, **_):
     urls = [url for url in (options.metrics_url or [options.host]) if url and url != "none"]
     STATE.monitor = RunMonitor(runner, urls)
     STATE.monitor.start()
+    _start_faults(environment, options.sync_start)
     if isinstance(runner, MasterRunner):
         workers = sorted(client.id for client in runner.clients.all)
         for worker, part in zip(workers, account_store.slices(accounts, len(workers))):
@@ -135,8 +136,26 @@ def on_test_start(environment, **_):
                                             "start_at": start_at})
 
 
+def _start_faults(environment, sync_start):
+    """The scenario's faults, timed from the send start, in this (the gating) process."""
+    if not STATE.scenario.faults.get("inject"):
+        return
+    try:
+        if isinstance(environment.runner, MasterRunner):
+            raise faults.FaultError("faults need one Locust process (workers = 0): the users' journal is judged here")
+        STATE.faults = faults.schedule_from(STATE.scenario)
+    except (faults.FaultError, ValueError) as exc:
+        logger.error("faults: %s", exc)
+        environment.process_exit_code = 2
+        environment.runner.quit()
+        return
+    STATE.faults.start(time.monotonic() + sync_start)
+
+
 @events.quitting.add_listener
 def on_quitting(environment, **_):
     if isinstance(environment.runner, WorkerRunner) or environment.parsed_options is None:
         return
-    gate(environment, STATE.scenario, environment.parsed_options.results_dir, STATE.monitor, STATE.faults)
+    if STATE.faults is not None:
+        STATE.faults.stop()
+    gate(environment, STATE.scenario, environment.parsed_options.results_dir, STATE.monitor)

@@ -111,7 +111,9 @@ def server_figures(now, before, seconds):
 
 class MetricsScraper:
     """GET /metrics of each backend process (it answers loopback requests, or a bearer
-    token: LOADTEST_METRICS_TOKEN). Stops asking after the first refusal."""
+    token: LOADTEST_METRICS_TOKEN). Stops asking after the first refusal (an HTTP status
+    other than 200); a backend that does not answer (restarting during a fault) only
+    leaves a gap."""
 
     def __init__(self, urls, token=None):
         self.clients = [ChatHTTP(url, timeout=2) for url in urls if url]
@@ -127,9 +129,9 @@ class MetricsScraper:
             try:
                 resp = client.metrics(token=self.token)
             except ChatError as exc:
-                resp, error = None, str(exc)
-            else:
-                error = f"HTTP {resp.status}" if resp.status != 200 or not isinstance(resp.body, str) else ""
+                logger.info("server metrics: %s", exc)
+                return None
+            error = f"HTTP {resp.status}" if resp.status != 200 or not isinstance(resp.body, str) else ""
             if error:
                 self.note = f"{client.base_url}/metrics unavailable ({error})"
                 logger.warning("server metrics: %s; not scraping any more", self.note)

@@ -8,8 +8,8 @@ Drawn from the summary JSON alone: latency over time per row (p99 per sample int
 with the baseline's complete fan-out overlaid and fault windows shaded, delivered msgs/s,
 the server's /metrics during the run (commit time, batch size, sockets open), the
 generator's CPU, the rows side by side with the baseline, and the verdict table
-(thresholds, validity, regressions, and any per-fault rows a fault injector adds to the
-thresholds with their own "group"). Capacity runs get the table of their steps.
+(thresholds, validity, regressions, the faults' checks), and the per-fault table of a run
+with faults. Capacity runs get the table of their steps.
 """
 
 import argparse
@@ -142,7 +142,28 @@ def cpu_series(timeline):
 
 
 def fault_shades(summary):
-    return [(f["start"], f["end"], f["name"]) for f in summary.get("faults", [])]
+    """(start, end, name) of every fault in seconds of the timeline (faults carry wall-clock
+    windows; the timeline's t=0 is its started_at)."""
+    origin = (summary.get("timeline") or {}).get("started_at")
+    if origin is None:
+        return []
+    return [(f["start"] - origin, f["end"] - origin, f["name"]) for f in summary.get("faults", [])
+            if f.get("start") is not None and f.get("end") is not None]
+
+
+def faults_table(summary):
+    """Per fault: what it did to the users (loadtests/faults.py)."""
+    rows = "".join(
+        f'<tr><td>{esc(f["name"])}</td><td>{fmt(f.get("start_offset_s"), 1)}–{fmt(f.get("end_offset_s"), 1)}</td>'
+        f'<td class="{"bad" if f["acknowledged_lost"] else ""}">{f["acknowledged_lost"]}</td>'
+        f'<td>{f["unacknowledged_failed"]}</td><td>{f["reconnects"]}</td>'
+        f'<td class="{"bad" if f["recovery_s"] is None else ""}">{fmt(f["recovery_s"], 1) if f["recovery_s"] is not None else "never"}</td>'
+        f'<td>{fmt(f["latency_during_ms"].get("p99"))}</td><td>{fmt(f["latency_after_ms"].get("p99"))}</td>'
+        f'<td class="bad">{esc(f.get("error") or "")}</td></tr>'
+        for f in summary.get("faults", []))
+    return ("<table><tr><th>fault</th><th>window s (from the send start)</th><th>acknowledged lost</th>"
+            "<th>unacknowledged failed</th><th>reconnects</th><th>recovery s</th><th>p99 during ms</th>"
+            f"<th>p99 after ms</th><th>error</th></tr>{rows}</table>")
 
 
 def latency_charts(summary):
@@ -277,6 +298,8 @@ def render(summary):
     if summary.get("capacity"):
         parts += ["<h2>Capacity</h2>", capacity_section(summary["capacity"])]
     heading = "Verdict" + (" of the highest step that held" if summary.get("capacity") else "")
+    if summary.get("faults"):
+        parts += ["<h2>Faults</h2>", faults_table(summary)]
     parts += [f"<h2>{heading}</h2>", verdict_table(summary),
               "<h2>Over time</h2>"
               + ("<p class='meta'>Shaded: fault windows. Dashed grey: the baseline run.</p>" if base or

@@ -31,7 +31,7 @@ from habitto_client import ChatError, ChatHTTP, ws_url_for
 from habitto_server.processes import LocalServer, free_port
 
 from . import accounts as account_store
-from . import capacity, compare, config, report
+from . import capacity, compare, config, faults, report
 from .gate import EXIT_INVALID
 
 # Precedence when runs end differently: a hang, then an invalid run, then a failure.
@@ -51,6 +51,9 @@ def build_parser():
     parser.add_argument("--workers", type=int, default=None, help="Locust workers (0: one process)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a scenario key (users=4, thresholds.p99_complete_ms=80)")
+    parser.add_argument("--fault", action="append", default=[], metavar="KIND@SECONDS[:DOWN]",
+                        help="inject a fault during the run: restart_backend@10, stop_redis@8:5, "
+                             "restart_postgres@12 (replaces the scenario's faults.inject)")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the server this tool starts")
     parser.add_argument("--results", default=os.environ.get("LOADTEST_RESULTS", str(REPO_DIR / "results")))
@@ -241,8 +244,18 @@ def accounts_for(scenario, workers, climbing):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.fault:
+        args.set.append("faults.inject=" + ",".join(args.fault))
     scenario = config.load(args.scenario, overrides=config.parse_overrides(args.set))
     workers = scenario.workers if args.workers is None else args.workers
+    try:  # a fault that cannot be carried out stops the run before it starts
+        faults.schedule_from(scenario)
+    except (faults.FaultError, ValueError) as exc:
+        print(f"loadtest: {exc}", file=sys.stderr)
+        return 2
+    if scenario.faults.get("inject") and workers:
+        print("loadtest: faults need one Locust process (--workers 0)", file=sys.stderr)
+        return 2
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     if args.role == "worker":

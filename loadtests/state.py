@@ -25,18 +25,26 @@ class ProcessState:
         self.tracker = None
         self.setup_received = gevent.event.Event()
         self.monitor = None  # loadtests.monitor.RunMonitor on the master / the only process
-        self.faults = []  # {name, start, end}: seconds of the monitor's timeline, for the report
+        self.faults = None  # faults.FaultSchedule of a run with faults (the master or only process)
+        self.reconnects = []  # (monotonic time, socket kind) of every socket reopened after a drop
 
     def configure(self, scenario, http_base, ws_base, on_path, on_anomaly):
         self.scenario = scenario
         self.http_base = http_base.rstrip("/")
-        self.ws_base = ws_base.rstrip("/")
+        # Several WebSocket bases (comma-separated): a conversation's two accounts use
+        # different ones, so their deliveries cross between server processes.
+        self.ws_bases = [base.strip().rstrip("/") for base in ws_base.split(",") if base.strip()]
+        self.ws_base = self.ws_bases[0] if self.ws_bases else ""
         self._on_path, self._on_anomaly = on_path, on_anomaly
         self.tracker = self._new_tracker()
 
     def _new_tracker(self):
         paths = PATHS if self.scenario.inbox else ("sender_echo", "partner_room")
-        return Tracker(self.run_id, self._on_path, self._on_anomaly, paths)
+        return Tracker(self.run_id, self._on_path, self._on_anomaly, paths,
+                       journal=self.scenario.reconnects)
+
+    def ws_base_for(self, index):
+        return self.ws_bases[index % len(self.ws_bases)]
 
     def accept_setup(self, data):
         """The master's setup message: this process's accounts, the run id, the start time."""

@@ -67,7 +67,7 @@ class Tracker:
     """Outstanding messages of one process. `on_path(path, ms, complete_ms_or_None)` is fired
     for every first arrival; `on_anomaly(kind, path)` for duplicates, reorders and strays."""
 
-    def __init__(self, run_id, on_path, on_anomaly, paths=PATHS):
+    def __init__(self, run_id, on_path, on_anomaly, paths=PATHS, journal=False):
         self.run_id = run_id
         self.expected_bits = sum(BIT[p] for p in paths)  # room-only runs expect two paths
         self.on_path = on_path
@@ -77,21 +77,33 @@ class Tracker:
         self.sent = 0
         self.completed = 0
         self.given_up = set()  # (sender, seq) declared lost: a later arrival is "late", not a duplicate
+        self.resent = set()  # (sender, seq) sent again after a reconnect: arrives after later ones
+        self.repaired_on = set()  # (socket key, ident) fetched after a reconnect: its live frame is not a duplicate
+        # Runs with faults keep every message's fate (faults.py judges it by time window):
+        # (sender, seq) -> Fate.
+        self.journal = {} if journal else None
 
     def expect(self, sender, seq, intended, conversation):
         self.pending[(sender, seq)] = [intended, self.expected_bits, conversation]
         self.sent += 1
+        if self.journal is not None:
+            self.journal[(sender, seq)] = Fate(intended, conversation)
 
     def forget(self, sender, seq):
         """A send that never left (the socket failed): nothing is expected."""
         if self.pending.pop((sender, seq), None) is not None:
             self.sent -= 1
+            if self.journal is not None:
+                self.journal[(sender, seq)].outcome = "send_failed"
 
     def arrived(self, socket_key, path, content, now):
         """Account one frame that arrived on `path` of socket `socket_key` at `now`."""
         ident = parse_marker(content, self.run_id)
         if ident is None:
             self.on_anomaly("stray", path)
+            return
+        if self.repaired_on and (socket_key, ident) in self.repaired_on:
+            self.repaired_on.discard((socket_key, ident))  # already fetched over REST after a reconnect
             return
         sender, seq = ident
         order = self.orders.get((socket_key, sender))
@@ -101,7 +113,7 @@ class Tracker:
         if verdict == "duplicate":
             self.on_anomaly("duplicate", path)
             return
-        if verdict == "out_of_order":
+        if verdict == "out_of_order" and ident not in self.resent:
             self.on_anomaly("out_of_order", path)
         record = self.pending.get(ident)
         if record is None and ident in self.given_up:
@@ -111,14 +123,54 @@ class Tracker:
             # Already counted on this path through another socket of the same kind.
             self.on_anomaly("duplicate", path)
             return
+        self._deliver(ident, record, path, now)
+
+    def repaired(self, socket_key, path, content, now):
+        """A message fetched over REST after `socket_key` reconnected (what a client does to
+        catch up): fills its gap on that socket without counting it out of order, and its
+        live frame, should it still come, is not a duplicate."""
+        ident = parse_marker(content, self.run_id)
+        if ident is None:
+            return
+        sender, seq = ident
+        order = self.orders.get((socket_key, sender))
+        if order is None:
+            order = self.orders[(socket_key, sender)] = OrderCheck()
+        if seq in order.gaps:
+            order.gaps.discard(seq)
+        elif seq > order.last:
+            order.gaps.update(range(order.last + 1, seq))
+            order.last = seq
+        else:
+            return  # this socket saw it live already
+        self.repaired_on.add((socket_key, ident))
+        record = self.pending.get(ident)
+        if record is not None and record[1] & BIT[path]:
+            self._deliver(ident, record, path, now)
+
+    def _deliver(self, ident, record, path, now):
         record[1] &= ~BIT[path]
         latency_ms = (now - record[0]) * 1000.0
         complete_ms = None
+        fate = self.journal.get(ident) if self.journal is not None else None
+        if fate is not None and path == "sender_echo":
+            fate.acked_at = now
         if not record[1]:
             del self.pending[ident]
             self.completed += 1
             complete_ms = latency_ms
+            if fate is not None:
+                fate.complete_at, fate.outcome = now, "complete"
         self.on_path(path, latency_ms, complete_ms)
+
+    def unacknowledged(self, sender, conversation):
+        """Sequence numbers of `sender`'s outstanding messages without an echo (to send
+        again after a reconnect, protocol 2); marked as resent."""
+        echo = BIT["sender_echo"]
+        seqs = sorted(seq for (who, seq), record in self.pending.items()
+                      if who == sender and record[2] == conversation and record[1] & echo)
+        self.resent.update((sender, seq) for seq in seqs)
+        return seqs
 
     def outstanding(self, conversation=None):
         if conversation is None:
@@ -132,7 +184,51 @@ class Tracker:
         for key in doomed:
             bits = self.pending.pop(key)[1]
             self.given_up.add(key)
+            if self.journal is not None:
+                self.journal[key].outcome = "lost"
             for path in PATHS:
                 if bits & BIT[path]:
                     lost[path] += 1
         return lost, len(doomed)
+
+    def reconcile(self, conversation, stored):
+        """Runs with faults, before give_up: compare the conversation's messages with the
+        `stored` (sender, seq) set the server returned. Outstanding and neither echoed nor
+        stored: the send failed unacknowledged (nothing is expected any more). Echoed, or
+        complete, yet not stored: an acknowledged message the server lost.
+        Returns (unacknowledged, acknowledged but not stored)."""
+        unacked = not_stored = 0
+        for ident, fate in self.journal.items():
+            if fate.conversation != conversation or fate.outcome == "send_failed":
+                continue
+            if ident in stored:
+                fate.stored = True
+                continue
+            if ident in self.pending and fate.acked_at is None:
+                del self.pending[ident]
+                fate.outcome = "unacknowledged"
+                unacked += 1
+            elif fate.acked_at is not None:
+                fate.stored = False
+                not_stored += 1
+        return unacked, not_stored
+
+
+class Fate:
+    """What became of one message (runs with faults): when it was meant to be sent, when
+    its echo and its last delivery came, whether the server still has it, and the outcome:
+    pending, complete, lost, unacknowledged (sent, never echoed, not stored) or send_failed
+    (never left the client)."""
+
+    __slots__ = ("intended", "conversation", "acked_at", "complete_at", "stored", "outcome")
+
+    def __init__(self, intended, conversation):
+        self.intended = intended
+        self.conversation = conversation
+        self.acked_at = self.complete_at = self.stored = None
+        self.outcome = "pending"
+
+    @property
+    def acknowledged_lost(self):
+        """The server confirmed it (echo, or it is stored), yet a path or the store lacks it."""
+        return self.outcome == "lost" or (self.stored is False and self.acked_at is not None)

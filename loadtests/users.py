@@ -17,8 +17,22 @@ fixed schedule. Stats rows:
     WS lost <path> / duplicate <path> / out_of_order <path> / stray <path>   (failures)
     WS rejected                   an {"error","code"} frame: the server refused a send
     WS closed room / closed inbox the server closed a socket during the run
+    WS reconnect room / inbox     reopening a dropped socket (runs with faults, or faults.reconnect)
+    HTTP catch up                 after a reconnect, the thread since the last message seen
+    WS resend                     protocol 2: an unacknowledged message sent again after a reconnect
+    WS unacknowledged             a send never echoed and not stored (runs with faults)
+    WS lost store                 echoed (acknowledged), yet not stored at the end (runs with faults)
+
+With `protocol = 2` the sockets speak protocol 2: message.send frames whose client_id is
+the message's marker, the ack as the echo. With faults, users behave like clients that
+survive them: a dropped socket is reopened with the app's backoff, the thread since the
+last message that socket saw is fetched over REST (catch up, as the app does on resume),
+protocol-2 users send what is still unacknowledged again with the same client_id, and at
+the end every message is checked against the stored thread (loadtests/faults.py reports
+what that found per fault).
 """
 
+import itertools
 import json
 import logging
 import random
@@ -33,6 +47,7 @@ from habitto_client import (
     ChatError, ChatHTTP, ChatSocket, Session, SocketClosed, Timeout, inbox_url, jwt_user_id, room_url,
 )
 
+from . import faults
 from . import tracker as tracking
 from .state import STATE
 
@@ -82,20 +97,26 @@ class ChatSocketUser(User):
         return session
 
     # -- sockets -----------------------------------------------------------------------------
-    def open_socket(self, url, kind, on_frame):
-        """Open a socket and start its receive greenlet; on_frame(text, arrival_time)."""
+    def open_socket(self, url, kind, on_frame, on_reopen=None):
+        """Open a socket and start its receive greenlet; on_frame(text, arrival_time).
+        With on_reopen (and a scenario that reconnects) a dropped socket is reopened and
+        on_reopen(new socket) called before reading from it."""
+        sock = self._connect(url, f"connect {kind}")
+        self.readers.append(gevent.spawn(self._receive_loop, sock, url, kind, on_frame, on_reopen))
+        return sock
+
+    def _connect(self, url, name):
         started = time.perf_counter()
         try:
             sock = ChatSocket.open(url, timeout=self.scenario.connect_timeout)
         except ChatError as exc:
-            self.report("WS", f"connect {kind}", (time.perf_counter() - started) * 1000, 0, exc)
+            self.report("WS", name, (time.perf_counter() - started) * 1000, 0, exc)
             raise
-        self.report("WS", f"connect {kind}", (time.perf_counter() - started) * 1000)
+        self.report("WS", name, (time.perf_counter() - started) * 1000)
         self.sockets.append(sock)
-        self.readers.append(gevent.spawn(self._receive_loop, sock, kind, on_frame))
         return sock
 
-    def _receive_loop(self, sock, kind, on_frame):
+    def _receive_loop(self, sock, url, kind, on_frame, on_reopen):
         # Bounded in time: the whole run plus a minute, then it stops by itself.
         deadline = time.monotonic() + self.scenario.run_time + 60
         poll = self.scenario.receive_timeout
@@ -106,10 +127,32 @@ class ChatSocketUser(User):
             except Timeout:
                 continue
             except (SocketClosed, ChatError) as exc:
-                if not self.closing:
-                    self.report("WS", f"closed {kind}", 0, 0, exc)
-                return
+                if self.closing:
+                    return
+                self.report("WS", f"closed {kind}", 0, 0, exc)
+                if on_reopen is None or not self.scenario.reconnects:
+                    return
+                sock = self._reopen(url, kind, deadline)
+                if sock is None:
+                    return
+                on_reopen(sock)
+                continue
             on_frame(text, monotonic())
+
+    def _reopen(self, url, kind, deadline):
+        """Reconnect with the scenario's backoff (the app's: 1, 2, 4, 8, 10 s); None when
+        the user is closing or the run is over."""
+        delays = faults.backoff(self.scenario.faults)
+        for attempt in itertools.count():
+            gevent.sleep(delays[min(attempt, len(delays) - 1)])
+            if self.closing or time.monotonic() > deadline:
+                return None
+            try:
+                sock = self._connect(url, f"reconnect {kind}")
+            except ChatError:
+                continue
+            STATE.reconnects.append((time.monotonic(), kind))
+            return sock
 
     def close_sockets(self):
         self.closing = True
@@ -131,10 +174,17 @@ class Participant:
         self.partner_id = None
         self.room = None
         self.seq = 0
+        self.last_id = {"room": 0, "inbox": 0}  # newest message id each socket saw (catch up after a reconnect)
         self.next_at = 0.0
         self.in_flight = 0  # sent, echo not back yet (closed-loop runs)
         self.can_send = gevent.event.Event()
         self.can_send.set()
+
+    def echoed(self, window):
+        """A closed-loop run's sender may send again."""
+        self.in_flight -= 1
+        if self.in_flight < window:
+            self.can_send.set()
 
 
 class ConversationUser(ChatSocketUser):
@@ -149,12 +199,17 @@ class ConversationUser(ChatSocketUser):
             a, b = (Participant(self.login(account)) for account in pair)
             a.partner_id, b.partner_id = b.id, a.id
             self.key = (a.id, b.id)
-            for me in (a, b):
-                token = me.session.access
-                me.room = self.open_socket(room_url(self.ws_base, a.id, b.id, token), "room",
-                                           self._room_handler(me))
+            v2 = self.scenario.protocol == 2
+            query = "&protocol=2" if v2 else ""
+            for index, me in enumerate((a, b)):
+                token, ws_base = me.session.access, STATE.ws_base_for(index)
+                me.room = self.open_socket(room_url(ws_base, a.id, b.id, token) + query, "room",
+                                           (self._room_handler_v2 if v2 else self._room_handler)(me),
+                                           self._reopened(me, "room"))
                 if self.scenario.inbox:
-                    self.open_socket(inbox_url(self.ws_base, me.id, token), "inbox", self._inbox_handler(me))
+                    self.open_socket(inbox_url(ws_base, me.id, token) + query, "inbox",
+                                     (self._inbox_handler_v2 if v2 else self._inbox_handler)(me),
+                                     self._reopened(me, "inbox"))
         except ChatError:
             self.close_sockets()
             STATE.conversation_done(self.environment)
@@ -169,6 +224,8 @@ class ConversationUser(ChatSocketUser):
         def on_frame(text, now):
             obj = loads(text)
             sender = obj.get("sender")
+            if sender is not None and obj.get("id", 0) > me.last_id["room"]:
+                me.last_id["room"] = obj["id"]
             if sender is None:
                 if "error" in obj:
                     self.report("WS", "rejected", 0, len(text),
@@ -179,12 +236,46 @@ class ConversationUser(ChatSocketUser):
             if sender == me.id:
                 path = "sender_echo"
                 if window:
-                    me.in_flight -= 1
-                    if me.in_flight < window:
-                        me.can_send.set()
+                    me.echoed(window)
             else:
                 path = "partner_room"
             tracker.arrived((id(me), "room"), path, obj.get("content", ""), now)
+
+        return on_frame
+
+    def _room_handler_v2(self, me):
+        """Protocol 2: the ack (its client_id is the message's marker) is the sender's echo;
+        the sender's own message.created is not counted again."""
+        tracker, loads, window, key = STATE.tracker, json.loads, self.scenario.window, (id(me), "room")
+
+        def on_frame(text, now):
+            obj = loads(text)
+            kind = obj.get("type")
+            if kind == "ack":
+                if window:
+                    me.echoed(window)
+                tracker.arrived(key, "sender_echo", obj.get("client_id") or "", now)
+            elif kind == "message.created":
+                message = obj["message"]
+                me.last_id["room"] = max(me.last_id["room"], message["id"])
+                if message["sender"] != me.id:
+                    tracker.arrived(key, "partner_room", message["content"], now)
+            elif kind == "error":
+                self.report("WS", "rejected", 0, len(text), LoadTestFailure(f"{obj.get('code')}: {obj.get('message')}"))
+
+        return on_frame
+
+    def _inbox_handler_v2(self, me):
+        tracker, loads, key = STATE.tracker, json.loads, (id(me), "inbox")
+
+        def on_frame(text, now):
+            obj = loads(text)
+            if obj.get("type") != "message.created":
+                return
+            message = obj["message"]
+            me.last_id["inbox"] = max(me.last_id["inbox"], message["id"])
+            path = "sender_inbox" if message["sender"] == me.id else "partner_inbox"
+            tracker.arrived(key, path, message["content"], now)
 
         return on_frame
 
@@ -194,10 +285,85 @@ class ConversationUser(ChatSocketUser):
         def on_frame(text, now):
             obj = loads(text)
             sender = obj.get("sender")
+            if obj.get("id", 0) > me.last_id["inbox"]:
+                me.last_id["inbox"] = obj["id"]
             path = "sender_inbox" if sender == me.id else "partner_inbox"
             tracker.arrived((id(me), "inbox"), path, obj.get("content", ""), now)
 
         return on_frame
+
+    # -- surviving faults ---------------------------------------------------------------
+    def _reopened(self, me, kind):
+        """After a reconnect: send on the new room socket, and catch up with the thread since
+        the last message this socket saw, as a client does (tracker.repaired)."""
+        paths = {True: "sender_echo", False: "partner_room"} if kind == "room" else \
+            {True: "sender_inbox", False: "partner_inbox"}
+
+        def on_reopen(sock):
+            if kind == "room":
+                me.room = sock
+            try:
+                for message in self.thread_since(me, me.last_id[kind], "catch up"):
+                    me.last_id[kind] = max(me.last_id[kind], message["id"])
+                    STATE.tracker.repaired((id(me), kind), paths[message["sender"] == me.id],
+                                           message["content"], time.monotonic())
+            except ChatError:
+                pass  # reported; the end-of-run check against the store still judges every message
+            if kind == "room" and self.scenario.protocol == 2:
+                self.resend(me, sock)
+
+        return on_reopen
+
+    def resend(self, me, sock):
+        """Protocol 2: every message of `me` not acknowledged yet (nor found by the catch
+        up) again, with its client_id: the server stores it once and acknowledges it."""
+        for seq in STATE.tracker.unacknowledged(me.id, self.key):
+            frame = self.send_frame(me, seq)
+            try:
+                sock.send_text(frame)
+            except ChatError as exc:
+                self.report("WS", "resend", 0, 0, exc)
+                return  # the next reconnect resends what is still unacknowledged
+            self.report("WS", "resend", 0, len(frame))
+
+    def send_frame(self, me, seq):
+        content = tracking.make_content(STATE.run_id, me.id, seq, self.scenario.message_bytes)
+        if self.scenario.protocol == 2:
+            return json.dumps({"type": "message.send", "content": content,
+                               "client_id": tracking.marker(STATE.run_id, me.id, seq)})
+        return json.dumps({"sender": me.id, "receiver": me.partner_id, "content": content})
+
+    def thread_since(self, me, after_id, name):
+        """Every message of the conversation after `after_id` (0: all of it, by page)."""
+        messages, params = [], {"after_id": after_id} if after_id else {"page": 1}
+        while True:
+            started = time.perf_counter()
+            try:
+                page = self.api.thread(me.session, me.partner_id, page_size=100, **params)
+            except ChatError as exc:
+                self.report("HTTP", name, (time.perf_counter() - started) * 1000, 0, exc)
+                raise
+            self.report("HTTP", name, (time.perf_counter() - started) * 1000)
+            messages += page["results"]
+            if not page["results"] or not page.get("next"):
+                return messages
+            params = {"after_id": page["results"][-1]["id"]} if after_id else {"page": params["page"] + 1}
+
+    def check_store(self):
+        """Runs with faults: which of this conversation's messages the server stored; what
+        was neither echoed nor stored failed unacknowledged, what was echoed and is not
+        stored is an acknowledged loss (tracker.reconcile)."""
+        run_id = STATE.run_id
+        try:
+            messages = self.thread_since(self.participants[0], 0, "store check")
+        except ChatError:
+            return  # reported; what is outstanding is then counted lost
+        stored = {tracking.parse_marker(m["content"], run_id) for m in messages}
+        unacked, not_stored = STATE.tracker.reconcile(self.key, stored)
+        for _ in range(unacked):
+            self.report("WS", "unacknowledged", 0, 0, LoadTestFailure("never echoed, not stored"))
+        for _ in range(not_stored):
+            self.report("WS", "lost store", 0, 0, LoadTestFailure("acknowledged, not stored"))
 
     # -- the schedule -----------------------------------------------------------------------
     def _start_time(self):
@@ -212,16 +378,16 @@ class ConversationUser(ChatSocketUser):
         return time.monotonic()
 
     def converse(self):
-        scenario, tracker, run_id = self.scenario, STATE.tracker, STATE.run_id
+        scenario, tracker = self.scenario, STATE.tracker
         interval = 1.0 / scenario.rate_per_user
-        size = scenario.message_bytes
         start = self._start_time()
         end = start + scenario.duration
         for p in self.participants:
             p.next_at = start + random.random() * interval  # spread senders over the interval
         a, b = self.participants
         window = scenario.window
-        dumps, monotonic = json.dumps, time.monotonic
+        resends = scenario.protocol == 2 and scenario.reconnects
+        monotonic = time.monotonic
         while True:
             me = a if a.next_at <= b.next_at else b
             intended = me.next_at
@@ -237,8 +403,7 @@ class ConversationUser(ChatSocketUser):
                     break
                 intended = max(intended, monotonic())
             seq = me.seq
-            content = tracking.make_content(run_id, me.id, seq, size)
-            frame = dumps({"sender": me.id, "receiver": me.partner_id, "content": content})
+            frame = self.send_frame(me, seq)
             tracker.expect(me.id, seq, intended, self.key)
             if window:
                 me.in_flight += 1
@@ -247,7 +412,8 @@ class ConversationUser(ChatSocketUser):
             try:
                 me.room.send_text(frame)
             except ChatError as exc:
-                tracker.forget(me.id, seq)
+                if not resends:  # protocol 2 with reconnects sends it again after the reconnect
+                    tracker.forget(me.id, seq)
                 if window:
                     me.in_flight -= 1
                 self.report("WS", "send", (monotonic() - intended) * 1000, 0, exc)
@@ -262,6 +428,8 @@ class ConversationUser(ChatSocketUser):
         tracker = STATE.tracker
         while tracker.outstanding(self.key) and time.monotonic() < deadline:
             gevent.sleep(0.05)
+        if tracker.journal is not None:
+            self.check_store()
         lost, messages = tracker.give_up(self.key)
         for path, count in lost.items():
             for _ in range(count):

@@ -124,11 +124,11 @@ def standin_for(image, known=None):
             f"{', '.join(sorted(known))}); pull the image on a machine with registry access "
             f"(docker save | docker load) or add a recipe")
     provided = known[repository]
-    version = re.match(r"\d+(?:\.\d+)*", tag)
-    if version and not (provided == version.group() or provided.startswith(version.group() + ".")):
+    version = re.match(r"v?(\d+(?:\.\d+)*)", tag)  # "7.0-bookworm", "v2.42.0" (prom/prometheus)
+    if version and not (provided == version.group(1) or provided.startswith(version.group(1) + ".")):
         raise ImageError(
             f"{image}: the {repository} stand-in is Debian bookworm's {repository} {provided}, not "
-            f"{version.group()}; name a {provided} tag in .env (e.g. {repository}:{provided}) or pull the real image")
+            f"{version.group(1)}; name a {provided} tag in .env (e.g. {repository}:{provided}) or pull the real image")
     return repository
 
 

@@ -22,6 +22,28 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def free_port_range(count):
+    """A first port such that it and the next count-1 ports are all free right now (for
+    `serve --port-base`, the scaled Compose stack's BACKEND_PORT_BASE)."""
+    for _ in range(50):
+        first = free_port()
+        if first + count > 65536:
+            continue
+        held = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
+
+
 # Every client of these servers (Locust, the benchmark, end-to-end tests) comes from one
 # address, 127.0.0.1: per-address login/registration/refresh limits would throttle them.
 # A test of the throttles passes its own values in `extra`.

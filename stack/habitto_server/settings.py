@@ -347,6 +347,11 @@ if not DEBUG:
 # --- The server process (habitto_server/serve.py; its options override these) ------
 SERVE_HOST = env_str("HOST") or "127.0.0.1"
 SERVE_PORTS = env_ports("PORTS", "8000,8001")
+# One replica of several (the scaled Compose stack, docs/docker.md): instead of PORTS, the
+# first free port of PORT_BASE .. PORT_BASE+PORT_COUNT-1, written to PORT_FILE when set.
+SERVE_PORT_BASE = env_int("PORT_BASE", 0)
+SERVE_PORT_COUNT = env_int("PORT_COUNT", 1, 1)
+SERVE_PORT_FILE = env_str("PORT_FILE")
 WS_IMPLEMENTATIONS = ("websockets", "websockets-sansio", "wsproto")  # uvicorn's
 WS_IMPL = env_str("WS_IMPL") or "websockets"
 if WS_IMPL not in WS_IMPLEMENTATIONS:

@@ -13,11 +13,12 @@ import uuid
 
 from ops import compose_images
 from tests.support import services
-from tests.support.live import REPO_DIR, free_port, http_json
+from tests.support.live import REPO_DIR, free_port, free_port_range, http_json
 
 ENV_EXAMPLE = REPO_DIR / ".env.example"
 
-PORT_VARS = ("BACKEND_WS_PORT", "BACKEND_HTTP_PORT", "REDIS_PORT", "POSTGRES_PORT")
+PORT_VARS = ("BACKEND_WS_PORT", "BACKEND_HTTP_PORT", "REDIS_PORT", "POSTGRES_PORT", "PROMETHEUS_PORT")
+MAX_BACKENDS = 3  # replica ports kept free from BACKEND_PORT_BASE on (the scaled profile)
 
 
 def run(args, timeout=60):
@@ -74,6 +75,7 @@ class ComposeStack:
         while len(ports) < len(PORT_VARS):
             ports.add(free_port())
         self.ports = dict(zip(PORT_VARS, sorted(ports)))
+        self.ports["BACKEND_PORT_BASE"] = free_port_range(MAX_BACKENDS)
         self.image = f"habitto-chat:{self.project}"
         self.settings = {
             **{k: v for k, v in example_settings().items() if v},  # the image names, among others
@@ -195,7 +197,7 @@ class ComposeStack:
 def clean_env():
     """This process's environment without the stack's variables: the caller's shell would
     override the env file (Compose precedence)."""
-    drop = compose_variables() | {"DEBUG", "DATABASE_URL", "REDIS_URL"}
+    drop = compose_variables() | {"DEBUG", "DATABASE_URL", "REDIS_URL", "BACKENDS", "MONITORING"}
     return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("COMPOSE_")}
 
 
@@ -208,8 +210,9 @@ class NewcomerStack(ComposeStack):
     collides with nothing. .env itself is `make up`'s work; `make_output` is what it said.
     """
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, make_args=()):
         super().__init__(workdir)
+        self.make_args = list(make_args)  # e.g. BACKENDS=3 MONITORING=1
         self.repo_dir = workdir / "clone"
         head = subprocess.run(["git", "-C", str(REPO_DIR), "rev-parse", "HEAD"], capture_output=True,
                               text=True, timeout=30, check=True).stdout.strip()
@@ -225,7 +228,7 @@ class NewcomerStack(ComposeStack):
     def up(self, timeout=240):
         assert not self.env_file.exists(), "a fresh clone has no .env"
         self.brought_up = True
-        result = subprocess.run(["make", "up", f"UP_TIMEOUT={timeout}"], capture_output=True, text=True,
+        result = subprocess.run(["make", "up", f"UP_TIMEOUT={timeout}", *self.make_args], capture_output=True, text=True,
                                 timeout=timeout + 600, cwd=self.repo_dir, env=self.env)
         self.make_output = result.stdout + result.stderr
         if result.returncode != 0:
@@ -233,14 +236,49 @@ class NewcomerStack(ComposeStack):
                                  f"--- logs ---\n{self.logs()}")
 
 
+class ScaledStack(NewcomerStack):
+    """`make up BACKENDS=n MONITORING=1` on a clean clone: n backend replicas behind the
+    nginx proxy (which owns ws_port and http_port) and Prometheus."""
+
+    def __init__(self, workdir, backends=MAX_BACKENDS):
+        assert 1 < backends <= MAX_BACKENDS
+        super().__init__(workdir, [f"BACKENDS={backends}", "MONITORING=1"])
+        self.backends = backends
+
+    def compose_command(self, *args):  # every profile's services are visible to ps, exec, logs
+        return ["docker", "compose", "-p", self.project, "--env-file", str(self.env_file),
+                "-f", str(self.repo_dir / "compose.yaml"), "--profile", "*", *args]
+
+    @property
+    def replica_ports(self):
+        base = self.ports["BACKEND_PORT_BASE"]
+        return list(range(base, base + self.backends))
+
+    @property
+    def prometheus_url(self):
+        return f"http://127.0.0.1:{self.ports['PROMETHEUS_PORT']}"
+
+    def replica_containers(self):
+        """{port: container id} of the `backend` replicas, from the port each one names."""
+        found = {}
+        for container in self.compose("ps", "--quiet", "backend").stdout.split():
+            port = run(["docker", "exec", container, "cat", "/app/var/port"], timeout=30).stdout.strip()
+            found[int(port) if port.isdigit() else port] = container
+        return found
+
+
 @contextlib.contextmanager
-def running_stack(folder, newcomer=False):
+def running_stack(folder, newcomer=False, backends=1):
     """The real compose.yaml up for a module's tests (with `newcomer`, a clean clone and
-    `make up`); afterwards `down -v` and the image removed. Skips loudly (fails under
-    REQUIRE_SERVICES=1) without a Docker engine."""
+    `make up`; with backends > 1, the scaled and monitoring profiles that way); afterwards
+    `down -v` and the image removed. Skips loudly (fails under REQUIRE_SERVICES=1)
+    without a Docker engine."""
     available, why = docker_status()
     services.require("docker", available, why)
-    stack = NewcomerStack(folder) if newcomer else ComposeStack(folder)
+    if backends > 1:
+        stack = ScaledStack(folder, backends)
+    else:
+        stack = NewcomerStack(folder) if newcomer else ComposeStack(folder)
     try:
         stack.up()
         yield stack

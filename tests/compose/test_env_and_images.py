@@ -60,7 +60,7 @@ def test_images_are_named_once_in_env_example():
     assert example["PYTHON_BASE_IMAGE"].startswith("python:")
     for path in ("Dockerfile", "loadtests/Dockerfile", "compose.yaml", "loadtests/compose.yaml"):
         text = (REPO_DIR / path).read_text()
-        for name in ("PYTHON_BASE_IMAGE", "POSTGRES_IMAGE", "REDIS_IMAGE"):
+        for name in ("PYTHON_BASE_IMAGE", "POSTGRES_IMAGE", "REDIS_IMAGE", "NGINX_IMAGE", "PROMETHEUS_IMAGE"):
             assert example[name] not in text, (path, example[name])
 
 
@@ -77,9 +77,14 @@ def test_standin_mapping_by_repository_and_version():
         compose_images.standin_for("redis:7.2", known)
     with pytest.raises(compose_images.ImageError, match=r"mysql:8: no stand-in recipe for repository 'mysql'"):
         compose_images.standin_for("mysql:8", known)
+    # prom/prometheus tags carry a "v"; the version is still checked.
+    known["prometheus"] = "2.42.0"
+    assert compose_images.standin_for("prom/prometheus:v2.42.0", known) == "prometheus"
+    with pytest.raises(compose_images.ImageError, match=r"prometheus 2\.42\.0, not 2\.53"):
+        compose_images.standin_for("prom/prometheus:v2.53.0", known)
     with pytest.raises(compose_images.ImageError, match="digest"):
         compose_images.standin_for("python@sha256:" + "0" * 64, known)
-    assert set(compose_images.recipes()) >= {"python", "postgres", "redis"}
+    assert set(compose_images.recipes()) >= {"python", "postgres", "redis", "nginx", "prometheus"}
 
 
 def test_needed_images_skip_built_images_and_resolve_build_bases(tmp_path):
@@ -107,7 +112,8 @@ def test_resolved_configuration_follows_the_env_file(tmp_path):
     example = read_env(EXAMPLE)
     assert set(shipped.stdout.splitlines()) == {
         f"python {example['PYTHON_BASE_IMAGE']}", f"postgres {example['POSTGRES_IMAGE']}",
-        f"redis {example['REDIS_IMAGE']}"}
+        f"redis {example['REDIS_IMAGE']}", f"nginx {example['NGINX_IMAGE']}",
+        f"prometheus {example['PROMETHEUS_IMAGE']}"}  # the scaled and monitoring profiles' too
 
     custom = tmp_path / "custom.env"
     custom.write_text(EXAMPLE.read_text() + "PYTHON_BASE_IMAGE=python:3.11\nREDIS_IMAGE=mysql:8\n")

@@ -186,16 +186,15 @@ def test_capacity_stops_on_an_invalid_step():
     assert result["held"]["value"] == 4 and result["stopped_by"] == ["INVALID: send_lag_p99_ms 300 > 100"]
 
 
-def test_report_is_self_contained_and_shows_baseline_faults_and_verdicts():
+def test_report_is_self_contained_and_shows_the_baseline_and_the_verdicts():
     samples = [{"t": float(t), "rows": {"WS fanout complete": {"n": 50, "p50": 10, "p95": 20, "p99": 30 + t}},
                 "cpu_s": {"local": 0.1 * t}, "busy_s": {"local": 0.2 * t}, "worker_cpu": {},
                 "server": {"commit_ms": 2.0, "batch_size": 3.0, "stored_per_s": 50.0, "sockets": 40}}
                for t in range(0, 20, 2)]
-    current = summary_with(timeline={"samples": samples, "server_metrics": "scraped"},
-                           faults=[{"name": "restart backend", "start": 6.0, "end": 9.0}],
+    current = summary_with(timeline={"samples": samples, "server_metrics": "scraped", "started_at": 0.0},
                            thresholds=[{"group": "thresholds", "name": "p99_complete_ms", "limit": 500,
                                         "measured": 30, "ok": True},
-                                       {"group": "fault restart backend", "name": "acknowledged lost", "limit": 0,
+                                       {"group": "faults", "name": "stop_redis@5 acked_lost", "limit": 0,
                                         "measured": 0, "ok": True}],
                            validity=[{"group": "validity", "name": "generator_cpu local", "limit": 0.9,
                                       "measured": 0.2, "ok": True}])
@@ -203,27 +202,37 @@ def test_report_is_self_contained_and_shows_baseline_faults_and_verdicts():
     current["baseline"] = compare.baseline_section(base, current, TOLERANCES, "results/baseline/t_summary.json")
     page = report.render(current)
     assert "http://" not in page and "https://" not in page and "<script" not in page
-    assert page.count("<svg") >= 5 and "restart backend" in page and "baseline complete" in page
-    assert "fault restart backend" in page and "acknowledged lost" in page
+    assert page.count("<svg") >= 5 and "baseline complete" in page and "stop_redis@5 acked_lost" in page
     assert "Server: batch commit time" in page and ">PASS<" in page
 
 
-def test_gate_judges_fault_checks_and_keeps_their_windows(tmp_path, monkeypatch):
-    """A fault injector's own checks gate the run (group "fault <name>"); its window is kept
-    for the report; the summary file is written. (Locust's statistics are stood in for:
-    importing locust here would monkey-patch the test process.)"""
+def test_gate_judges_fault_checks_and_the_report_shades_their_windows(tmp_path, monkeypatch):
+    """The faults' checks gate the run (group "faults"); the report shades each fault's
+    wall-clock window on the timeline and lists what it did. (Locust's statistics and the
+    fault report are stood in for: importing locust here would monkey-patch the test process.)"""
     from types import SimpleNamespace
 
     anomalies = {kind: {path: 0 for path in gate.PATHS} for kind in gate.ANOMALIES}
     figures = summary_with(anomalies=anomalies, send_failures=0, send_lag_p99_ms=3, other_requests=10,
                            other_failures=0, stray=0, late=0)
+    fault = {"name": "restart_backend@5", "start": 1000.0 + 6, "end": 1000.0 + 9, "start_offset_s": 5.0,
+             "end_offset_s": 8.0, "acknowledged_lost": 2, "unacknowledged_failed": 1, "reconnects": 4,
+             "recovery_s": 3.5, "latency_during_ms": {"p99": 900}, "latency_after_ms": {"p99": 40}, "error": ""}
+
+    def fault_report(summary, schedule, tracker, reconnects):
+        summary["faults"] = [fault]
+        return [("restart_backend@5 acked_lost", 0, 2, False)]
+
     monkeypatch.setattr(gate, "summarize", lambda stats, scenario: dict(figures))
+    monkeypatch.setattr(gate.faults, "add_to_summary", fault_report)
     environment = SimpleNamespace(runner=SimpleNamespace(stats=None, exceptions={}), process_exit_code=None)
-    faults = [{"name": "restart backend", "start": 3.0, "end": 8.0, "checks": [("acknowledged lost", 0, 2, False)]}]
-    summary = gate.gate(environment, config.load("smoke"), tmp_path, faults=faults)
+    summary = gate.gate(environment, config.load("smoke"), tmp_path)
     assert not summary["passed"] and summary["valid"] and environment.process_exit_code == 1
-    assert summary["faults"] == [{"name": "restart backend", "start": 3.0, "end": 8.0}]
-    assert {"group": "fault restart backend", "name": "acknowledged lost", "limit": 0, "measured": 2,
+    assert {"group": "faults", "name": "restart_backend@5 acked_lost", "limit": 0, "measured": 2,
             "ok": False} in summary["thresholds"]
     assert (tmp_path / "smoke_summary.json").exists()
-    assert "fault restart backend" in report.render(summary)
+    summary["timeline"] = {"started_at": 1000.0, "samples": [
+        {"t": float(t), "rows": {"WS fanout complete": {"n": 5, "p50": 5, "p95": 6, "p99": 7}}} for t in range(12)]}
+    assert report.fault_shades(summary) == [(6.0, 9.0, "restart_backend@5")]
+    page = report.render(summary)
+    assert "<h2>Faults</h2>" in page and "restart_backend@5 acked_lost" in page and 'fill="#ffb74d"' in page

@@ -58,6 +58,25 @@ def fab(*args, env=None, timeout=90):
     return FabRun(completed, time.monotonic() - started)
 
 
+def compose_oncall_env(stack, folder, service, **extra):
+    """ONCALL_* settings for a Compose stack (tests/compose/stack.py) with two probe accounts,
+    made inside the container of `service` as docs/oncall.md says."""
+    created = stack.compose(
+        "exec", "-T", service, "python", "/app/stack/manage.py", "create_loadtest_users",
+        "--count", "2", "--prefix", "probe", "--password", PROBE_PASSWORD,
+    ).stdout
+    accounts = folder / "probes.json"
+    accounts.write_text(json.dumps(json.loads(created)))
+    return {
+        "ONCALL_WS_PORT": stack.ws_port,
+        "ONCALL_HTTP_PORT": stack.http_port,
+        "ONCALL_REDIS_URL": f"redis://127.0.0.1:{stack.ports['REDIS_PORT']}/0",
+        "ONCALL_COMPOSE_PROJECT": stack.project,
+        "ONCALL_PROBE_ACCOUNTS_FILE": accounts,
+        **extra,
+    }
+
+
 def start_server(tmp_path, name="server", redis_url=None, **extra_env):
     """A migrated server process with two probe accounts; returns (server, ONCALL_* env)."""
     state = tmp_path / name

@@ -5,12 +5,10 @@ accounts made inside the backend container as the on-call docs say, then `fab he
 `fab probe`, and Redis stopped under the running stack.
 """
 
-import json
-
 import pytest
 
 from tests.compose.stack import running_stack
-from tests.ops.conftest import PROBE_PASSWORD, fab
+from tests.ops.conftest import compose_oncall_env, fab
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.e2e]
 
@@ -25,20 +23,8 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def oncall_env(stack, tmp_path_factory):
-    created = stack.compose(
-        "exec", "-T", "backend-http", "python", "/app/stack/manage.py", "create_loadtest_users",
-        "--count", "2", "--prefix", "probe", "--password", PROBE_PASSWORD,
-    ).stdout
-    accounts = tmp_path_factory.mktemp("oncall-probes") / "probes.json"
-    accounts.write_text(json.dumps(json.loads(created)))
-    return {
-        "ONCALL_WS_PORT": stack.ws_port,
-        "ONCALL_HTTP_PORT": stack.http_port,
-        "ONCALL_REDIS_URL": f"redis://127.0.0.1:{stack.ports['REDIS_PORT']}/0",
-        "ONCALL_COMPOSE_PROJECT": stack.project,
-        "ONCALL_COMPOSE_SERVICES": ",".join(SERVICES),
-        "ONCALL_PROBE_ACCOUNTS_FILE": accounts,
-    }
+    return compose_oncall_env(stack, tmp_path_factory.mktemp("oncall-probes"), "backend-http",
+                              ONCALL_COMPOSE_SERVICES=",".join(SERVICES))
 
 
 def test_health_of_the_compose_stack(stack, oncall_env):

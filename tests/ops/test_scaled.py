@@ -5,7 +5,6 @@ are checked, each backend named by its address; a stopped backend is CRITICAL wh
 proxy keeps working; a metrics threshold crossed is WARNING naming the threshold."""
 
 import json
-import socket
 
 import pytest
 
@@ -13,29 +12,10 @@ from habitto_client import ChatHTTP, ChatSocket, room_url
 from tests.ops.conftest import PROBE_PASSWORD, fab
 from tests.ops.test_out_of_the_box import LIMIT, make_health
 from tests.support import services
-from tests.support.live import LiveServer, free_port, manage, server_env
+from tests.support.live import LiveServer, free_port, free_port_range, manage, server_env
 from tests.support.nginx import Nginx, nginx_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def consecutive_free_ports(count=2):
-    """A base port such that base .. base+count-1 are all free (like BACKEND_PORT_BASE)."""
-    for _ in range(50):
-        base = free_port()
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError("no run of free ports found")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +30,7 @@ def scaled(tmp_path_factory, postgres_admin_url, redis_url):
     accounts = folder / "probes.json"
     manage(env, "create_loadtest_users", "--count", "2", "--prefix", "scaledprobe",
            "--password", PROBE_PASSWORD, "--output", str(accounts))
-    base = consecutive_free_ports(2)
+    base = free_port_range(2)
     backends = [LiveServer(env, [base + i], folder / f"backend{i}.log") for i in range(2)]
     nginx = None
     try:

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from habitto_server.processes import ServerProcess, free_port, manage, server_env  # noqa: F401
+from habitto_server.processes import ServerProcess, free_port, free_port_range, manage, server_env  # noqa: F401
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 STACK_DIR = REPO_DIR / "stack"
