@@ -54,6 +54,11 @@ def fmt(value, digits=0):
     return str(value)
 
 
+def tick(value):
+    """An axis label: 2.5, 750, 10,000."""
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.4g}"
+
+
 def _nice_max(value):
     """The smallest 1, 2, 2.5 or 5 times a power of ten at or above value (axis ends)."""
     if value <= 0:
@@ -88,7 +93,7 @@ def line_chart(title, series, unit, shades=(), limit=None, t_max=None, x_unit=" 
     for i in range(5):
         value = y_max * i / 4
         out.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y(value):.1f}" y2="{y(value):.1f}" stroke="#eee"/>'
-                   f'<text x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:.4g}'
+                   f'<text x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{tick(value)}'
                    f'</text>')
         t = t_max * i / 4
         out.append(f'<text x="{x(t):.1f}" y="{height - BOTTOM + 16}" text-anchor="middle">{t:g}{x_unit}</text>')
@@ -174,7 +179,7 @@ def latency_charts(summary):
     fanout = [n for n in names if n.startswith("WS fanout ")]
     requests = [n for n in names if n not in fanout and n != "WS send"]
     t_max = max([s["t"] for s in timeline.get("samples", [])] + [s["t"] for s in baseline.get("samples", [])]
-                + [f["end"] for f in summary.get("faults", [])] + [1.0])
+                + [end for _, end, _ in shades] + [1.0])
     limit = next((t["limit"] for t in summary.get("thresholds", []) if t["name"] == "p99_complete_ms"), None)
     charts = []
     series = [(n.removeprefix("WS fanout "), row_series(timeline, n), COLORS[i % len(COLORS)], False)

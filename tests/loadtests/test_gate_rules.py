@@ -236,3 +236,4 @@ def test_gate_judges_fault_checks_and_the_report_shades_their_windows(tmp_path, 
     assert report.fault_shades(summary) == [(6.0, 9.0, "restart_backend@5")]
     page = report.render(summary)
     assert "<h2>Faults</h2>" in page and "restart_backend@5 acked_lost" in page and 'fill="#ffb74d"' in page
+    assert "20 s</text>" in page and "e+" not in page  # the time axis spans the run, not the epoch
