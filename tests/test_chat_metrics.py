@@ -168,8 +168,6 @@ class _NoLatency:
 
 def _event(message):
     from habitto_chat import wire
-    from habitto_chat.users import UserCard
 
-    return wire.message_created_event(
-        wire.message_dict(message, False), UserCard(message.sender_id, "", ""), UserCard(message.receiver_id, "", "")
-    )
+    (event,) = wire.message_created_events([message], {})
+    return event

@@ -26,7 +26,7 @@ from .models import Conversation, Message, Notification, Participant
 from .notifications import validate_notification
 from .quietsql import quiet_cursor, select_rows
 from .sends import SendRequest, validate_client_id, validate_content
-from .users import UserCard, user_cards
+from .users import user_cards
 
 logger = logging.getLogger(__name__)
 
@@ -186,14 +186,7 @@ def _repeat(request, stored):
 def _publish_created(messages, cards):
     if messages:
         transaction.on_commit(functools.partial(MESSAGES_STORED.inc, len(messages)))
-    publish_on_commit(
-        [
-            wire.message_created_event(
-                wire.message_dict(m, False), _card(cards, m.sender_id), _card(cards, m.receiver_id)
-            )
-            for m in messages
-        ]
-    )
+    publish_on_commit(wire.message_created_events(messages, cards))
 
 
 def _lock_conversations(conversation_ids):
@@ -202,10 +195,6 @@ def _lock_conversations(conversation_ids):
     client catching up with ?after_id=. (SQLite already serializes writers.)"""
     if conversation_ids and connection.features.has_select_for_update:
         select_rows(Conversation.objects.select_for_update().filter(pk__in=conversation_ids).order_by("pk").values_list("pk"))
-
-
-def _card(cards, user_id):
-    return cards.get(user_id) or UserCard(user_id, "", "")
 
 
 def _advance_participants(messages):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
 
-from django.db import NotSupportedError, connection
+from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connection, connections
 
 from .models import Message
 from .quietsql import quiet_cursor, select_rows
@@ -63,12 +63,14 @@ def insert_messages(rows):
         return []
     if not connection.features.can_return_rows_from_bulk_insert:
         raise NotSupportedError("storing messages needs INSERT ... RETURNING (SQLite 3.35+ or PostgreSQL)")
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper itself, not the proxy per value
     template = Message()  # one per batch: what pre_save gives the columns rows do not carry
     batch_values = [f.pre_save(template, add=True) for f in _BATCH_FIELDS]
-    batch_prepared = [f.get_db_prep_save(v, connection) for f, v in zip(_BATCH_FIELDS, batch_values)]
-    prepare = [functools.partial(f.get_db_prep_save, connection=connection) for f in _ROW_FIELDS]
+    batch_prepared = [f.get_db_prep_save(v, db) for f, v in zip(_BATCH_FIELDS, batch_values)]
     values = [_row_values(row) for row in rows]
-    prepared = [[p(v) for p, v in zip(prepare, row_values)] + batch_prepared for row_values in values]
+    # Each field prepares each distinct value once per batch (ids repeat across a batch).
+    columns = [map(_Prepared(field, db).__getitem__, column) for field, column in zip(_ROW_FIELDS, zip(*values))]
+    prepared = [[*row, *batch_prepared] for row in zip(*columns)]
     ids = []
     with quiet_cursor() as cursor:
         for start in range(0, len(prepared), _rows_per_statement()):
@@ -81,6 +83,18 @@ def insert_messages(rows):
             ids += returned
     built = dict(zip((f.attname for f in _BATCH_FIELDS), batch_values))
     return [StoredMessage(id_, *row_values, **built) for id_, row_values in zip(ids, values)]
+
+
+class _Prepared(dict):
+    """field.get_db_prep_save(value) for each value asked, computed once."""
+
+    def __init__(self, field, db):
+        super().__init__()
+        self.field, self.db = field, db
+
+    def __missing__(self, value):
+        prepared = self[value] = self.field.get_db_prep_save(value, self.db)
+        return prepared
 
 
 def _rows_per_statement():
