@@ -161,9 +161,11 @@ def test_a_batch_beyond_the_variable_limit_is_chunked_in_order(make_user):
 
 
 @pytest.mark.django_db
-def test_the_active_check_is_read_with_the_user_cards(make_user):
-    """One query on the user table per batch (the USER_CARDS hook reports is_active), and
-    a deactivated sender is still refused by it."""
+@pytest.mark.parametrize("hook", ["habitto_accounts.cards.user_cards", "habitto_chat.users.default_user_cards"])
+def test_the_active_check_is_read_with_the_user_cards(make_user, settings, hook):
+    """One query on the user table per batch (both shipped USER_CARDS hooks report
+    is_active), and a deactivated sender is still refused by it."""
+    settings.HABITTO_CHAT = {**settings.HABITTO_CHAT, "USER_CARDS": hook}
     alice, bob, carol, ab, cb = _two_conversations(make_user)
     user_table = get_user_model()._meta.db_table
     with CaptureQueriesContext(connection) as captured:
