@@ -51,7 +51,9 @@ _FIELDS = [f for f in Message._meta.concrete_fields if not f.primary_key and not
 _ROW_FIELDS = [Message._meta.get_field(name) for name in _ROW_ATTRIBUTES]
 _BATCH_FIELDS = [f for f in _FIELDS if f.attname not in _ROW_ATTRIBUTES]
 _row_values = attrgetter(*_ROW_ATTRIBUTES)
-# PostgreSQL's protocol counts bind parameters in 16 bits; SQLite's limit is Django's figure.
+# Rows per statement follow Django's max_query_params (SQLite: 999 in Django 5.2).
+# PostgreSQL has none there: its UNNEST form takes 7 parameters for any row count, and
+# chunks stay under what its protocol's 16-bit parameter count would allow a VALUES form.
 _POSTGRES_MAX_PARAMS = 65535
 
 
