@@ -70,6 +70,21 @@ def slices(accounts, parts):
     return [[account for pair in pairs[k::parts] for account in pair] for k in range(parts)]
 
 
+def with_tokens(http_base, accounts, timeout=30):
+    """The accounts with an access and refresh token each, logged in once through the API:
+    capacity steps that reuse them skip the logins, which cost the server a
+    password hash each. Access tokens live ACCESS_TOKEN_MINUTES (60 by default)."""
+    api = ChatHTTP(http_base, timeout=timeout)
+    issued = []
+    for account in accounts:
+        if account.get("access"):
+            issued.append(account)
+            continue
+        session = api.login(account["username"], account["password"])
+        issued.append(dict(account, access=session.access, refresh=session.refresh))
+    return issued
+
+
 def clear_conversations(http_base, accounts, timeout=10):
     """Cleanup through the API: both sides clear each pair's conversation. Returns failures."""
     api = ChatHTTP(http_base, timeout=timeout)

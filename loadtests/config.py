@@ -13,7 +13,7 @@ THRESHOLD_KEYS = {
     "max_out_of_order", "min_completed", "p95_rest_ms", "p99_rest_ms", "max_rest_error_rate",
 }
 # Tables merged key by key like `thresholds`; their keys are fixed by [defaults].
-TABLES = ("faults", "phones")
+TABLES = ("faults", "validity", "regression", "capacity", "phones")
 
 
 @dataclass
@@ -38,6 +38,9 @@ class Scenario:
     call_log: bool = False  # app scenario: write every phone's calls to <results>/<name>_calls.jsonl
     thresholds: dict = field(default_factory=dict)
     server_env: dict = field(default_factory=dict)
+    validity: dict = field(default_factory=dict)  # when the generator, not the server, is measured
+    regression: dict = field(default_factory=dict)  # tolerances of the baseline comparison
+    capacity: dict = field(default_factory=dict)  # the steps of capacity mode
     faults: dict = field(default_factory=dict)  # faults injected during the run (loadtests/faults.py)
     phones: dict = field(default_factory=dict)  # app scenario: the mix of phone kinds and their pace
 
@@ -95,7 +98,12 @@ def load(name="default", path=SCENARIOS_FILE, overrides=None):
     chosen = dict(scenarios.get(name, {}))
     thresholds = {**defaults.pop("thresholds", {}), **chosen.pop("thresholds", {})}
     server_env = {**defaults.pop("server_env", {}), **chosen.pop("server_env", {})}
-    tables = {name: {**defaults.pop(name, {}), **chosen.pop(name, {})} for name in TABLES}
+    tables = {}
+    for table in TABLES:
+        base, own = defaults.pop(table, {}), chosen.pop(table, {})
+        if set(own) - set(base):
+            raise KeyError(f"unknown {table} keys {sorted(set(own) - set(base))} in scenario {name!r}")
+        tables[table] = {**base, **own}
     values = {**defaults, **chosen}
     for key, raw in (overrides or {}).items():
         table, _, sub = key.partition(".")

@@ -1,8 +1,9 @@
 """The release gate: Locust's statistics against the scenario's thresholds.
 
 Runs on the master (or the only process) when Locust quits; prints the summary table,
-writes <results>/<scenario>_summary.json and sets the process exit code (1 on any
-exceeded threshold).
+writes <results>/<scenario>_summary.json and sets the process exit code: 0 passed, 1 a
+threshold was exceeded, 3 INVALID (the load generator itself was saturated, so the
+figures measure it rather than the server; neither passed nor failed).
 """
 
 import json
@@ -17,10 +18,28 @@ ANOMALIES = ("lost", "duplicate", "out_of_order", "stray", "late")
 FANOUT_ROWS = [*PATHS, "complete"]
 INFORMATIVE = ("acknowledged stored", "dropped before echo", *(f"excused {p}" for p in PATHS))  # counts, not requests
 REST_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")  # the app scenario's rows, one per route
+EXIT_INVALID = 3
+# Timed rows besides the fan-out: REST calls, socket handshakes. "WS send" is the
+# generator's own lag (a validity figure, not the server's latency).
+NOT_A_REQUEST_ROW = {("send", "WS"), ("late start", "WS")}
 
 
 def _entry(stats, name, method="WS"):
     return stats.entries.get((name, method))
+
+
+def row_figures(e):
+    """count, failures, p50/p95/p99/max (ms) and per-second rate of one Locust row."""
+    span = max(e.last_request_timestamp - e.start_time, 1e-9)
+    return {
+        "count": e.num_requests,
+        "failures": e.num_failures,
+        "p50": e.get_response_time_percentile(0.50),
+        "p95": e.get_response_time_percentile(0.95),
+        "p99": e.get_response_time_percentile(0.99),
+        "max": e.max_response_time,
+        "per_second": e.num_requests / span,
+    }
 
 
 def summarize(stats, scenario):
@@ -31,15 +50,7 @@ def summarize(stats, scenario):
         if e is None or not e.num_requests:
             rows[path] = {"count": 0}
             continue
-        span = max(e.last_request_timestamp - e.start_time, 1e-9)
-        rows[path] = {
-            "count": e.num_requests,
-            "p50": e.get_response_time_percentile(0.50),
-            "p95": e.get_response_time_percentile(0.95),
-            "p99": e.get_response_time_percentile(0.99),
-            "max": e.max_response_time,
-            "per_second": e.num_requests / span,
-        }
+        rows[path] = row_figures(e)
     send = _entry(stats, "send")
     sent_ok = send.num_requests - send.num_failures if send else 0
     anomalies = {kind: {path: 0 for path in PATHS} for kind in ANOMALIES}
@@ -50,11 +61,14 @@ def summarize(stats, scenario):
     counted = ({f"{k} {p}" for k in ANOMALIES for p in PATHS} | {f"fanout {p}" for p in FANOUT_ROWS}
                | set(INFORMATIVE))
     requests = failures = 0
+    timed = {}
     for (name, method), e in stats.entries.items():
         if name in counted:
             continue
         requests += e.num_requests
         failures += e.num_failures
+        if (name, method) not in NOT_A_REQUEST_ROW and e.num_requests > e.num_failures and e.max_response_time:
+            timed[f"{method} {name}"] = row_figures(e)
     return {
         "scenario": scenario.name,
         "users": scenario.users,
@@ -64,6 +78,7 @@ def summarize(stats, scenario):
         "send_failures": send.num_failures if send else 0,
         "send_lag_p99_ms": send.get_response_time_percentile(0.99) if send and send.num_requests else None,
         "fanout": rows,
+        "requests": dict(sorted(timed.items())),
         "lost": sum(anomalies["lost"].values()),
         "duplicated": sum(anomalies["duplicate"].values()),
         "out_of_order": sum(anomalies["out_of_order"].values()),
@@ -87,16 +102,12 @@ def _count(stats, name):
 
 
 def rest_rows(stats):
-    """{"GET /api/...": {count, failures, error_rate, p50, p95, p99, max}} for every REST row."""
+    """{"GET /api/...": {count, failures, error_rate, p50, p95, p99, ...}} for every REST row."""
     rows = {}
     for (name, method), e in sorted(stats.entries.items()):
-        if method not in REST_METHODS or not e.num_requests:
-            continue
-        rows[f"{method} {name}"] = {
-            "count": e.num_requests, "failures": e.num_failures, "error_rate": e.num_failures / e.num_requests,
-            "p50": e.get_response_time_percentile(0.50), "p95": e.get_response_time_percentile(0.95),
-            "p99": e.get_response_time_percentile(0.99), "max": e.max_response_time,
-        }
+        if method in REST_METHODS and e.num_requests:
+            rows[f"{method} {name}"] = {**row_figures(e),
+                                        "error_rate": e.num_failures / e.num_requests}
     return rows
 
 
@@ -135,7 +146,8 @@ def _fmt(value):
     return str(value)
 
 
-def render(summary, checks):
+def render(summary, checks, validity=()):
+    """The console summary: rows, thresholds, validity and the verdict line."""
     lines = [
         f"Load test '{summary['scenario']}': {summary['users']} conversations, "
         f"{summary['offered_per_second']:g} msgs/s offered for {summary['duration']:g} s",
@@ -166,9 +178,12 @@ def render(summary, checks):
     lines += ["", f"{'threshold':<{width}}{'limit':>10}{'measured':>12}  result"]
     for name, limit, value, ok in checks:
         lines.append(f"{name:<{width}}{_fmt(limit):>10}{_fmt(value):>12}  {'ok' if ok else 'EXCEEDED'}")
-    passed = all(ok for *_, ok in checks)
-    lines += ["", f"RESULT: {'PASS' if passed else 'FAIL'}"]
-    return "\n".join(lines), passed
+    if validity:
+        lines += ["", f"{'validity (generator)':<24}{'limit':>10}{'measured':>12}  result"]
+        for name, limit, value, ok in validity:
+            lines.append(f"{name:<24}{_fmt(limit):>10}{_fmt(value):>12}  {'ok' if ok else 'SATURATED'}")
+    lines += ["", result_line(summary)]
+    return "\n".join(lines)
 
 
 def _rest_lines(summary):
@@ -178,8 +193,8 @@ def _rest_lines(summary):
     excused = sum(summary["excused"].values())
     lines = ["", f"{'REST route':<58}{'count':>7}{'fail':>6}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"]
     for name, row in rest.items():
-        lines.append(f"{name:<58}{row['count']:>7}{row['failures']:>6}{_fmt(row['p50']):>8}"
-                     f"{_fmt(row['p95']):>8}{_fmt(row['p99']):>8}")
+        lines.append(f"{name:<58}{row['count']:>7}{row['failures']:>6}{_fmt(row.get('p50')):>8}"
+                     f"{_fmt(row.get('p95')):>8}{_fmt(row.get('p99')):>8}")
     lines.append(f"deliveries excused (their socket closed or dropped first) {excused}; sends whose room "
                  f"socket went before the echo {summary['dropped_before_echo']}; acknowledged and stored "
                  f"{summary['acknowledged_stored']}, acknowledged but not stored "
@@ -187,29 +202,68 @@ def _rest_lines(summary):
     return lines
 
 
-def gate(environment, scenario, results_dir=None):
-    """Judge, print, write the summary JSON; set environment.process_exit_code."""
+def judge_validity(summary, limits):
+    """[(name, limit, measured, ok)]: was the load generator able to keep its schedule?"""
+    checks = []
+    if "max_send_lag_p99_ms" in limits:
+        lag = summary.get("send_lag_p99_ms")
+        checks.append(("send_lag_p99_ms", limits["max_send_lag_p99_ms"], lag,
+                       lag is None or lag <= limits["max_send_lag_p99_ms"]))
+    if "max_generator_cpu" in limits:
+        for process, share in sorted(summary.get("generator_cpu", {}).items()):
+            checks.append((f"generator_cpu {process}", limits["max_generator_cpu"], round(share, 3),
+                           share < limits["max_generator_cpu"]))
+    return checks
+
+
+def result_line(summary):
+    """RESULT: PASS, FAIL or INVALID (the generator was saturated: neither)."""
+    if not summary.get("valid", True):
+        return "RESULT: INVALID (the load generator was saturated: these figures measure it, not the server)"
+    return f"RESULT: {'PASS' if summary['passed'] else 'FAIL'}"
+
+
+def exit_code(summary):
+    if not summary.get("valid", True):
+        return EXIT_INVALID
+    return 0 if summary["passed"] else 1
+
+
+def as_rows(checks, group):
+    return [{"group": group, "name": n, "limit": limit, "measured": v, "ok": ok} for n, limit, v, ok in checks]
+
+
+def gate(environment, scenario, results_dir=None, monitor=None):
+    """Judge, print, write the summary JSON; set environment.process_exit_code.
+
+    `monitor` (loadtests.monitor.RunMonitor) adds the timeline and the generator's CPU; the
+    faults of the run (loadtests/faults.py) add their report (`faults`: each with its
+    wall-clock window, which the HTML report shades) and their checks (group "faults").
+    """
     summary = summarize(environment.runner.stats, scenario)
     if STATE.faults is None:
         # An acknowledged message the store lacks is lost (with faults: acked_lost per fault).
         summary["lost"] += summary["lost_store"]
+    if monitor is not None:
+        summary["timeline"] = monitor.stop()
+        summary["generator_cpu"] = monitor.generator_cpu()
     checks = judge(summary, scenario.thresholds)
     exceptions = len(getattr(environment.runner, "exceptions", {}) or {})
     checks.append(("user_exceptions", 0, exceptions, exceptions == 0))
-    checks += faults.add_to_summary(summary, STATE.faults, STATE.tracker, STATE.reconnects)
-    text, passed = render(summary, checks)
-    print("\n" + text + "\n", flush=True)
-    summary["thresholds"] = [
-        {"name": n, "limit": limit, "measured": v, "ok": ok} for n, limit, v, ok in checks
-    ]
-    summary["passed"] = passed
+    fault_checks = faults.add_to_summary(summary, STATE.faults, STATE.tracker, STATE.reconnects)
+    validity = judge_validity(summary, scenario.validity)
+    summary["passed"] = all(ok for *_, ok in checks + fault_checks)
+    summary["valid"] = all(ok for *_, ok in validity)
+    print("\n" + render(summary, checks + fault_checks, validity) + "\n", flush=True)
+    summary["thresholds"] = as_rows(checks, "thresholds") + as_rows(fault_checks, "faults")
+    summary["validity"] = as_rows(validity, "validity")
     summary["finished_at"] = time.time()
     if results_dir:
         path = Path(results_dir) / f"{scenario.name}_summary.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=1))
-    if not passed:
-        environment.process_exit_code = 1
-    elif environment.process_exit_code is None:
-        environment.process_exit_code = 0
+    code = exit_code(summary)
+    # 2 (the run could not be carried out, e.g. a fault driver failed) stays.
+    if environment.process_exit_code != 2 and (code or environment.process_exit_code is None):
+        environment.process_exit_code = code
     return summary

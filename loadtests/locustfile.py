@@ -10,8 +10,11 @@ in one process or as a master with workers.
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
+
+import gevent
 
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
@@ -22,6 +25,7 @@ from loadtests import accounts as account_store
 from loadtests import config, faults
 from loadtests.app_users import AppConversationUser  # noqa: F401  (the app scenario's user class)
 from loadtests.gate import gate
+from loadtests.monitor import RunMonitor
 from loadtests.state import DONE_MESSAGE, SETUP_MESSAGE, STATE
 from loadtests.users import ConversationUser  # noqa: F401  (the default user class)
 
@@ -39,6 +43,9 @@ def add_arguments(parser):
     group.add_argument("--sync-start", type=float, default=0.0,
                        help="seconds after the test start at which every conversation starts sending (0: at once)")
     group.add_argument("--results-dir", default="results", help="where the gate writes its summary")
+    group.add_argument("--metrics-url", action="append", default=None, metavar="URL",
+                       help="a backend process whose /metrics is scraped during the run "
+                            "(default: --host; repeat for several processes; 'none' to skip)")
 
 
 def _ws_base(options):
@@ -92,16 +99,26 @@ def on_init(environment, **_):
                 logger.info("all %d conversations finished; stopping the run", target)
                 # Let the workers' last statistics report (every 3 s) arrive, then quit.
                 delay = 0.5 if not isinstance(environment.runner, MasterRunner) else 3.5
-                import gevent
-
                 gevent.spawn_later(delay, environment.runner.quit)
 
         runner.register_message(DONE_MESSAGE, on_done)
 
 
+def _busy_generator():
+    """LOADTEST_TEST_BUSY_GENERATOR=1 (tests only): this process never idles, like a generator
+    too slow for its scenario, so the run must come out INVALID (docs/loadtest.md)."""
+    while True:
+        until = time.perf_counter() + 0.005
+        while time.perf_counter() < until:
+            pass
+        gevent.sleep(0)
+
+
 @events.test_start.add_listener
 def on_test_start(environment, **_):
     runner = environment.runner
+    if os.environ.get("LOADTEST_TEST_BUSY_GENERATOR") == "1":
+        gevent.spawn(_busy_generator)
     if isinstance(runner, WorkerRunner):
         return
     options = environment.parsed_options
@@ -113,6 +130,9 @@ def on_test_start(environment, **_):
         accounts = account_store.provision_api(options.host, needed, account_store.new_prefix(),
                                                account_store.new_password())
     start_at = time.time() + options.sync_start if options.sync_start else None
+    urls = [url for url in (options.metrics_url or [options.host]) if url and url != "none"]
+    STATE.monitor = RunMonitor(runner, urls)
+    STATE.monitor.start()
     _start_faults(environment, options.sync_start)
     if isinstance(runner, MasterRunner):
         workers = sorted(client.id for client in runner.clients.all)
@@ -153,4 +173,4 @@ def on_quitting(environment, **_):
         return
     if STATE.faults is not None:
         STATE.faults.stop()
-    gate(environment, STATE.scenario, environment.parsed_options.results_dir)
+    gate(environment, STATE.scenario, environment.parsed_options.results_dir, STATE.monitor)

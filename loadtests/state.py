@@ -24,6 +24,7 @@ class ProcessState:
         self.pairs = []
         self.tracker = None
         self.setup_received = gevent.event.Event()
+        self.monitor = None  # loadtests.monitor.RunMonitor on the master / the only process
         self.faults = None  # faults.FaultSchedule of a run with faults (the master or only process)
         self.reconnects = []  # (monotonic time, socket kind) of every socket reopened after a drop
         self.call_logs = []  # app scenario: every phone's calls, written when call_log is on

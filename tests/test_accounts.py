@@ -613,9 +613,9 @@ def test_user_cards_in_one_query(alice, bob, make_user, settings, django_assert_
     with django_assert_num_queries(1):
         cards = user_cards([alice.pk, bob.pk, carol.pk, 999999, alice.pk])
     assert cards == {
-        alice.pk: UserCard(alice.pk, "alice", "Alice Anderson", "/media/profiles/a.png"),
-        bob.pk: UserCard(bob.pk, "bob", "Bob Brown", None),
-        carol.pk: UserCard(carol.pk, "carol", "carol", None),
+        alice.pk: UserCard(alice.pk, "alice", "Alice Anderson", "/media/profiles/a.png", active=True),
+        bob.pk: UserCard(bob.pk, "bob", "Bob Brown", None, active=True),
+        carol.pk: UserCard(carol.pk, "carol", "carol", None, active=True),
     }
     with django_assert_num_queries(0):
         assert user_cards([]) == {}

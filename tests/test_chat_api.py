@@ -52,7 +52,7 @@ def error_of(response, status):
 
 def send(sender, receiver, content="hi", client_id=None):
     """Store a message through the service layer (what REST and sockets call)."""
-    return actions.do_send_message(sender.pk, receiver.pk, content, client_id).message
+    return Message.objects.get(pk=actions.do_send_message(sender.pk, receiver.pk, content, client_id).message.id)
 
 
 def thread_ids(client, other, **params):

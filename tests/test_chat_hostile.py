@@ -226,11 +226,11 @@ def test_do_send_messages_stores_the_rest_of_a_failing_batch(make_user, recorder
     assert isinstance(results[1], StoreFailed) and results[1].code == "store_failed"
     stored = [r.message for i, r in enumerate(results) if i != 1]
     assert [m.content for m in stored] == ["one", "two", "three"]
-    assert [m.pk for m in stored] == sorted(m.pk for m in stored)
+    assert [m.id for m in stored] == sorted(m.id for m in stored)
     assert list(Message.objects.order_by("id").values_list("content", flat=True)) == ["one", "two", "three"]
     assert [[e["message"]["content"] for e in batch] for batch in recorder.batches] == [["one", "two", "three"]]
     side = participant(bob.pk, alice.pk)
-    assert (side.unread_count, side.last_message_id) == (2, stored[2].pk)
+    assert (side.unread_count, side.last_message_id) == (2, stored[2].id)
 
 
 @pytest.mark.django_db
@@ -278,7 +278,7 @@ def test_client_id_conflict_inside_one_batch(make_user):
          SendRequest(alice.pk, bob.pk, to_bob, "a again", "same")]
     )
     assert results[0].created and isinstance(results[1], Conflict) and results[1].code == "client_id_conflict"
-    assert results[2].message.pk == results[0].message.pk and not results[2].created
+    assert results[2].message.id == results[0].message.id and not results[2].created
     assert Message.objects.count() == 1
 
 

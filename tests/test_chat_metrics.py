@@ -70,10 +70,10 @@ def test_http_responses_are_counted_by_url_pattern_not_raw_path(client, make_use
     alice, bob = make_user(), make_user()
     message = actions.do_send_message(alice.pk, bob.pk, "hello").message
     routes = {s.labels["route"] for s in REGISTRY.collect() for s in s.samples if s.name == "habitto_http_responses_total"}
-    client_for(alice).get(f"/api/messages/{message.pk}/")
+    client_for(alice).get(f"/api/messages/{message.id}/")
     after = {s.labels["route"] for s in REGISTRY.collect() for s in s.samples if s.name == "habitto_http_responses_total"}
     new = after - routes
-    assert all(str(message.pk) not in route for route in after), after
+    assert all(str(message.id) not in route for route in after), after
     assert not new or all(route.startswith("api/messages/") for route in new), new
 
 
@@ -104,7 +104,7 @@ def test_refused_requests_are_counted_by_throttle_scope(client, settings, make_u
 def test_message_events_since_reads_the_window_in_id_order_for_the_given_users(make_user):
     alice, bob, carol, dave = (make_user() for _ in range(4))
     old = actions.do_send_message(alice.pk, bob.pk, "before the window").message
-    Message.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    Message.objects.filter(pk=old.id).update(created_at=timezone.now() - timedelta(minutes=5))
     start = timezone.now() - timedelta(seconds=1)
     first = actions.do_send_message(bob.pk, alice.pk, "in the window 1").message
     actions.do_send_message(carol.pk, dave.pk, "other users")
@@ -112,14 +112,14 @@ def test_message_events_since_reads_the_window_in_id_order_for_the_given_users(m
 
     events, truncated = message_events_since(start, [alice.pk], limit=100)
     assert not truncated
-    assert [event["message"]["id"] for event, _ in events] == [first.pk, second.pk]
+    assert [event["message"]["id"] for event, _ in events] == [first.id, second.id]
     event, created_at = events[0]
     assert event["type"] == "message.created" and event["recipients"] == [bob.pk, alice.pk]
     assert event["message"]["content"] == "in the window 1" and created_at == first.created_at
     assert set(event["cards"]) == {str(alice.pk), str(bob.pk)}
 
     events, truncated = message_events_since(start, [alice.pk], limit=2)
-    assert truncated and [event["message"]["id"] for event, _ in events] == [first.pk]
+    assert truncated and [event["message"]["id"] for event, _ in events] == [first.id]
 
 
 class FakeSocket:
@@ -146,19 +146,19 @@ async def test_replay_delivers_what_the_layer_dropped_once_in_order_to_sockets_o
     lost = [(await send(alice.pk, bob.pk, f"lost {n}")).message for n in range(3)]
     late = FakeSocket(bob.pk, time.time() + 60)  # opened after them: loaded them as history
     hub.register(late)
-    assert early.got == [seen_live.pk]
+    assert early.got == [seen_live.id]
 
     hub.gaps._since, hub.gaps._held = since, []  # what suspect() sets, without its layer probe
     held = {"type": "chat.events", "origin": "another process", "events": [_event(lost[1])]}
     hub._on_layer_message(held)  # arrives while the gap is pending: held, then dropped as seen
-    assert early.got == [seen_live.pk]
+    assert early.got == [seen_live.id]
     hub.gaps._since = None
     await hub.gaps._replay(since)
-    assert early.got == [seen_live.pk] + [m.pk for m in lost]
+    assert early.got == [seen_live.id] + [m.id for m in lost]
     assert late.got == []
 
     await hub.gaps._replay(since)  # a second repair of the same window adds nothing
-    assert early.got == [seen_live.pk] + [m.pk for m in lost]
+    assert early.got == [seen_live.id] + [m.id for m in lost]
 
 
 class _NoLatency:
@@ -168,8 +168,6 @@ class _NoLatency:
 
 def _event(message):
     from habitto_chat import wire
-    from habitto_chat.users import UserCard
 
-    return wire.message_created_event(
-        wire.message_dict(message, False), UserCard(message.sender_id, "", ""), UserCard(message.receiver_id, "", "")
-    )
+    (event,) = wire.message_created_events([message], {})
+    return event

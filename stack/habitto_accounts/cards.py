@@ -15,7 +15,7 @@ def user_cards(user_ids):
         return {}
     # values(), not model instances: this runs for every batch of messages sent.
     rows = get_user_model().objects.filter(pk__in=ids).values_list(
-        "pk", "username", "first_name", "last_name", "profile__profile_picture"
+        "pk", "username", "first_name", "last_name", "profile__profile_picture", "is_active"
     )
     return {
         pk: UserCard(
@@ -23,6 +23,7 @@ def user_cards(user_ids):
             username=username,
             full_name=display_name(first_name, last_name, username),
             picture=default_storage.url(picture) if picture else None,
+            active=is_active,
         )
-        for pk, username, first_name, last_name, picture in rows
+        for pk, username, first_name, last_name, picture, is_active in rows
     }

@@ -20,18 +20,20 @@ from . import wire
 from .conversations import active_user_ids, check_counterpart, get_or_create_conversation, participant
 from .errors import ChatError, Conflict, Forbidden, NotFound, StoreFailed
 from .events import publish_on_commit
+from .message_store import StoredMessage, insert_messages, messages_by_client_id
 from .metrics import MESSAGES_STORED
 from .models import Conversation, Message, Notification, Participant
 from .notifications import validate_notification
+from .quietsql import quiet_cursor, select_rows
 from .sends import SendRequest, validate_client_id, validate_content
-from .users import UserCard, user_cards
+from .users import user_cards
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SendResult:
-    message: Message
+    message: StoredMessage
     created: bool  # False when a repeated client_id returned the message stored before
 
 
@@ -62,17 +64,17 @@ def do_send_messages(requests):
     batch is stored and announced in one publish whatever happened to one of them.
 
     A send is refused when its sender or receiver is no longer active (a room socket
-    opened before a deactivation): one query for the batch. All sends go in one
-    transaction; only when that fails are they stored again one by one, each in a
-    savepoint, so the success case costs the same few statements for any batch size."""
+    opened before a deactivation): read with the batch's user cards, one query. All
+    sends go in one transaction; only when that fails are they stored again one by one,
+    each in a savepoint, so the success case costs the same few statements for any batch
+    size. No model instances: rows in, StoredMessages out (message_store)."""
     if not requests:
         return []
     user_ids = {r.sender_id for r in requests} | {r.receiver_id for r in requests}
-    active = active_user_ids(user_ids)
+    active, cards = _active_users_and_cards(user_ids)
     results = [_refusal(request, active) for request in requests]
     storable = [index for index, refused in enumerate(results) if refused is None]
     if storable:
-        cards = user_cards(user_ids)
         batch = [requests[index] for index in storable]
         try:
             stored = _store_together(batch, cards)
@@ -82,6 +84,17 @@ def do_send_messages(requests):
         for index, result in zip(storable, stored):
             results[index] = result
     return results
+
+
+def _active_users_and_cards(user_ids):
+    """(the active users among these, their cards): one query when the USER_CARDS hook
+    reports `active` (both shipped hooks do), else one more for the users it did not."""
+    cards = user_cards(user_ids)
+    active = {pk for pk, card in cards.items() if card.active}
+    unknown = [pk for pk in user_ids if pk not in cards or cards[pk].active is None]
+    if unknown:
+        active |= active_user_ids(unknown)
+    return active, cards
 
 
 def _refusal(request, active):
@@ -122,7 +135,7 @@ def _after_failure(request, error):
     """A send the database refused. With a client_id it may have lost a race with a
     concurrent send of the same client_id, which is now visible: that one is the answer."""
     if request.client_id is not None:
-        stored = _messages_by_client_id([request]).get((request.sender_id, request.client_id))
+        stored = messages_by_client_id([request]).get((request.sender_id, request.client_id))
         if stored is not None:
             return _repeat(request, stored)
     logger.error("storing a message from user %s failed", request.sender_id, exc_info=error)
@@ -131,29 +144,32 @@ def _after_failure(request, error):
 
 def _insert(requests):
     """Inside the caller's transaction: insert the new messages and advance both sides;
-    (results, new messages). A client_id seen before answers with its message."""
-    now = timezone.now()
-    stored = _messages_by_client_id(requests)
-    results, new_messages = [], []
+    (results, new messages). A client_id seen before, stored or earlier in this batch,
+    answers with its message."""
+    stored = messages_by_client_id(requests)
+    first_of = {}  # (sender, client_id) -> index in `new` of its first send in this batch
+    new, plan = [], []  # plan: per request, a stored message or (index in new, first?)
     for request in requests:
         key = (request.sender_id, request.client_id)
         if request.client_id is not None and key in stored:
-            results.append(_repeat(request, stored[key]))
-            continue
-        message = Message(
-            conversation_id=request.conversation_id,
-            sender_id=request.sender_id,
-            receiver_id=request.receiver_id,
-            content=request.content,
-            client_id=request.client_id,
-            created_at=now,
-        )
-        if request.client_id is not None:
-            stored[key] = message
-        new_messages.append(message)
-        results.append(SendResult(message, True))
-    Message.objects.bulk_create(new_messages)
+            plan.append(stored[key])
+        elif request.client_id is not None and key in first_of:
+            plan.append((first_of[key], False))
+        else:
+            if request.client_id is not None:
+                first_of[key] = len(new)
+            plan.append((len(new), True))
+            new.append(request)
+    new_messages = insert_messages(new)
     _advance_participants(new_messages)
+    results = []
+    for request, step in zip(requests, plan):
+        if isinstance(step, StoredMessage):
+            results.append(_repeat(request, step))
+        elif step[1]:
+            results.append(SendResult(new_messages[step[0]], True))
+        else:
+            results.append(_repeat(request, new_messages[step[0]]))
     return results, new_messages
 
 
@@ -170,14 +186,7 @@ def _repeat(request, stored):
 def _publish_created(messages, cards):
     if messages:
         transaction.on_commit(functools.partial(MESSAGES_STORED.inc, len(messages)))
-    publish_on_commit(
-        [
-            wire.message_created_event(
-                wire.message_dict(m, False), _card(cards, m.sender_id), _card(cards, m.receiver_id)
-            )
-            for m in messages
-        ]
-    )
+    publish_on_commit(wire.message_created_events(messages, cards))
 
 
 def _lock_conversations(conversation_ids):
@@ -185,21 +194,7 @@ def _lock_conversations(conversation_ids):
     increasing order: otherwise a lower id committing after a higher one is skipped by a
     client catching up with ?after_id=. (SQLite already serializes writers.)"""
     if conversation_ids and connection.features.has_select_for_update:
-        list(Conversation.objects.select_for_update().filter(pk__in=conversation_ids).order_by("pk").values_list("pk"))
-
-
-def _card(cards, user_id):
-    return cards.get(user_id) or UserCard(user_id, "", "")
-
-
-def _messages_by_client_id(requests):
-    keyed = [r for r in requests if r.client_id is not None]
-    if not keyed:
-        return {}
-    rows = Message.objects.filter(
-        sender_id__in={r.sender_id for r in keyed}, client_id__in={r.client_id for r in keyed}
-    )
-    return {(m.sender_id, m.client_id): m for m in rows}
+        select_rows(Conversation.objects.select_for_update().filter(pk__in=conversation_ids).order_by("pk").values_list("pk"))
 
 
 def _advance_participants(messages):
@@ -218,7 +213,7 @@ def _advance_participants(messages):
         (newest_id, newest_id, low_user[c], unread_low[c], unread_high[c], unread_low[c] + unread_high[c], c)
         for c, newest_id in newest.items()
     ]
-    with connection.cursor() as cursor:
+    with quiet_cursor() as cursor:
         cursor.executemany(_ADVANCE_SQL, rows)
 
 

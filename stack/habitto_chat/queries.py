@@ -11,7 +11,7 @@ from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 from . import wire
 from .errors import NotFound
 from .models import Message, Notification, Participant
-from .users import UserCard, user_cards
+from .users import user_cards
 
 
 @dataclass
@@ -134,18 +134,8 @@ def message_events_since(start, user_ids, limit):
     users = set(user_ids)
     rows = [m for m in rows[:limit] if m.sender_id in users or m.receiver_id in users]
     cards = user_cards({m.sender_id for m in rows} | {m.receiver_id for m in rows})
-    events = [
-        (
-            wire.message_created_event(
-                wire.message_dict(m, False),
-                cards.get(m.sender_id) or UserCard(m.sender_id, "", ""),
-                cards.get(m.receiver_id) or UserCard(m.receiver_id, "", ""),
-            ),
-            m.created_at,
-        )
-        for m in rows
-    ]
-    return events, truncated
+    events = wire.message_created_events(rows, cards)
+    return list(zip(events, (m.created_at for m in rows))), truncated
 
 
 def unread_total(user_id):

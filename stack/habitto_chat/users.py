@@ -2,7 +2,8 @@
 
 The host project plugs its own source in with HABITTO_CHAT["USER_CARDS"], a dotted path
 to `cards(user_ids) -> {id: UserCard}`. It is called with every user of a page or a
-batch at once, so it can load them in one query.
+batch at once, so it can load them in one query. A hook that also fills `active`
+(the user's is_active) saves the send path a query per batch.
 """
 
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ class UserCard:
     username: str
     full_name: str
     picture: str | None = None  # absolute URL, or a path starting with "/"
+    # is_active, when the hook read it along (the send path refuses inactive users);
+    # None: not known, the send path asks the user table.
+    active: bool | None = None
 
 
 def display_name(first_name, last_name, username):
@@ -35,6 +39,7 @@ def default_user_cards(user_ids):
             u.pk,
             u.get_username(),
             display_name(getattr(u, "first_name", ""), getattr(u, "last_name", ""), u.get_username()),
+            active=u.is_active,
         )
         for u in rows
     }

@@ -6,10 +6,11 @@ Events are plain JSON-safe dicts with a `type`; they travel through the channel 
 between processes and are turned into frames by the sockets that receive them.
 """
 
+import functools
 import json
 from datetime import timezone
 
-from .users import absolute_picture
+from .users import UserCard, absolute_picture
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -19,6 +20,7 @@ def dumps(payload):
     return _dumps(payload)
 
 
+@functools.lru_cache(maxsize=4096)  # a batch's messages share one timestamp
 def iso(moment):
     """ISO 8601 in UTC with a `Z`: the app treats naive times as local."""
     if moment is None:
@@ -68,15 +70,26 @@ def card_event(card):
     return {"id": card.id, "username": card.username, "full_name": card.full_name, "picture": card.picture}
 
 
-def message_created_event(message_payload, sender_card, receiver_card):
-    sender, receiver = message_payload["sender"], message_payload["receiver"]
-    return {
-        "type": "message.created",
-        "recipients": [sender, receiver],
-        "pair": sorted((sender, receiver)),
-        "message": message_payload,
-        "cards": {str(sender): card_event(sender_card), str(receiver): card_event(receiver_card)},
-    }
+def message_created_events(messages, cards):
+    """message.created events of stored messages (models or message_store rows), with
+    {user_id: UserCard} (a missing card shows an empty name). The parts that repeat in a
+    batch (each pair's recipients, pair and cards) are built once and shared: events are
+    read-only once built."""
+    shared, events = {}, []
+    for m in messages:
+        sender, receiver = m.sender_id, m.receiver_id
+        parts = shared.get((sender, receiver))
+        if parts is None:
+            parts = shared[(sender, receiver)] = {
+                "recipients": [sender, receiver],
+                "pair": sorted((sender, receiver)),
+                "cards": {
+                    str(user_id): card_event(cards.get(user_id) or UserCard(user_id, "", ""))
+                    for user_id in (sender, receiver)
+                },
+            }
+        events.append({"type": "message.created", "message": message_dict(m, False), **parts})
+    return events
 
 
 def message_edited_event(message_payload):

@@ -1,6 +1,7 @@
 """Real services for tests: find them, or skip loudly (fail under REQUIRE_SERVICES=1)."""
 
 import os
+import shutil
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,6 +24,13 @@ def require(service, available, why=""):
         pytest.fail(f"REQUIRE_SERVICES is set and {message}", pytrace=False)
     print(f"\n*** SKIPPING: {message} ***")
     pytest.skip(f"LOUD SKIP: {message} (set REQUIRE_SERVICES=1 to make this a failure)")
+
+
+def chromium_binary():
+    """Debian's headless Chromium (the `chromium` package), or skip loudly."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    require("chromium", path is not None, "no chromium binary (apt-get install chromium)")
+    return path
 
 
 def postgres_admin_url():

@@ -19,12 +19,15 @@ from django.db import close_old_connections, connection
 from ..actions import do_send_messages
 from ..errors import ChatError
 from ..metrics import BATCH_COMMIT_SECONDS, BATCH_SIZE
+from ..quietsql import skip_query_log_in_this_thread
 
 MAX_BATCH = 500
 
 # One writer thread for the process: it owns one database connection, and SQLite
-# takes one writer at a time anyway.
-_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-writer")
+# takes one writer at a time anyway. Its statements skip DEBUG's query log (quietsql).
+_writer = ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="chat-writer", initializer=skip_query_log_in_this_thread
+)
 
 
 def _write(requests):
