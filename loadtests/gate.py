@@ -243,7 +243,7 @@ def gate(environment, scenario, results_dir=None, monitor=None):
     summary = summarize(environment.runner.stats, scenario)
     if STATE.faults is None:
         # An acknowledged message the store lacks is lost (with faults: acked_lost per fault).
-        summary["lost"] += summary["lost_store"]
+        summary["lost"] += summary.get("lost_store", 0)
     if monitor is not None:
         summary["timeline"] = monitor.stop()
         summary["generator_cpu"] = monitor.generator_cpu()
