@@ -47,10 +47,16 @@ class Recording(DirectWebsocketConsumer):
 
 
 def communicator(consumer, path="/ws/x/"):
-    """A communicator around one given consumer instance (so the test can look inside)."""
+    """A communicator around one given consumer instance (so the test can look inside);
+    `consumer.receive_tasks`: the tasks that awaited the ASGI receive()."""
+    consumer.receive_tasks = set()
 
     async def app(scope, receive, send):
-        await consumer(scope, receive, send)
+        async def recording_receive():
+            consumer.receive_tasks.add(asyncio.current_task())
+            return await receive()
+
+        await consumer(scope, recording_receive, send)
 
     return WebsocketCommunicator(app, path)
 
@@ -64,8 +70,9 @@ async def test_frames_are_dispatched_in_order_from_the_consumers_own_task():
     assert [await comm.receive_from(WAIT) for _ in range(5)] == [f"echo f{n}" for n in range(5)]
     await comm.disconnect(code=4000)
     assert consumer.seen == ["connect", "f0", "f1", "f2", "f3", "f4", ("disconnect", 4000)]
-    # One task for all frames: no Task per frame as under await_many_dispatch.
-    assert len(consumer.tasks) == 1
+    # receive() awaited by the consumer's own task (the one running the handlers), not
+    # by a Task per frame as under Channels' await_many_dispatch.
+    assert consumer.receive_tasks == consumer.tasks and len(consumer.tasks) == 1
     assert comm.future.done() and comm.future.exception() is None
 
 
