@@ -12,10 +12,11 @@ Phases (each on a fresh throwaway server: python -m habitto_server.serve, DEBUG=
 temporary STATE_DIR, in-memory channel layer, i.e. `make run`):
 
   generator   the load generator's own capacity, against bench/stub_server.py
-  throughput  closed-loop flood (each sender keeps a few messages awaiting their echo):
-              delivered msgs/s from one server process; every message persisted. Each flood
-              runs against bench/relay.py (a bare WebSocket relay) too, in every round, and
-              every figure is printed also as a ratio to the relay's
+  throughput  flood (bench/flood.py: every room socket sends its N messages as fast as the
+              server reads them): delivered msgs/s from one server process; every message
+              delivered once and in order, and persisted. Each flood runs against
+              bench/relay.py (a bare WebSocket relay) too, in every round, and every figure
+              is printed also as a ratio to the relay's
   latency     paced sweep: complete fan-out p50/p95/p99 against the offered rate (PNG plot)
   idle        N idle authenticated inbox sockets: server RSS per socket (with and without
               permessage-deflate), and fan-out latency at 1,000 msgs/s while they are open
@@ -56,13 +57,13 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 MODES = {
     "quick": {
         "duration": 8, "gen_full": [1000, 2000], "gen_room": [3000],
-        "flood": [("room only", False, 50, 8)], "sweep": [250, 1000],
+        "flood": [("room only", False, 50, 100), ("room + inbox", True, 50, 100)], "sweep": [250, 1000],
         "idle_sockets": 1000, "idle_deflate": [False], "messages": 100_000, "partners": 100,
         "others": 100, "requests": 100,
     },
     "full": {
         "duration": 20, "gen_full": [1000, 2000, 4000, 6000], "gen_room": [3000, 6000, 10000],
-        "flood": [("room only", False, 50, 8), ("room only", False, 200, 4), ("room + inbox", True, 50, 8)],
+        "flood": [("room only", False, 50, 600), ("room only", False, 200, 150), ("room + inbox", True, 50, 600)],
         "sweep": [250, 500, 1000, 1500, 2000, 3000],
         "idle_sockets": 10_000, "idle_deflate": [False, True], "messages": 1_000_000, "partners": 1000,
         "others": 2000, "requests": 300,
@@ -380,50 +381,61 @@ def phase_throughput(cfg, out, rounds=1):
     """Every flood against the relay and every target, `rounds` times, the targets' order
     alternating from round to round; then the means and their ratios to the relay's."""
     runs = []
-    for label, inbox, users, window in cfg["flood"]:
-        rate = 2 * users * 500  # far above capacity: the window (messages awaiting their echo) paces it
+    for label, inbox, users, messages in cfg["flood"]:
         kind = f"{'inbox' if inbox else 'room'}_{users}"
         for round_number in range(rounds):
-            order = TARGETS if round_number % 2 == 0 else TARGETS[::-1]
-            runs.append(_flood_relay(cfg, out, label, inbox, users, window, rate, kind, round_number))
-            for target in order:
-                runs.append(_flood_server(cfg, out, label, inbox, users, window, rate, kind, round_number, target))
+            spec = {"label": label, "inbox": inbox, "conversations": users, "messages_per_socket": messages,
+                     "round": round_number}
+            runs.append(_flood_relay(out, spec, kind))
+            for target in TARGETS if round_number % 2 == 0 else TARGETS[::-1]:
+                runs.append(_flood_server(out, spec, kind, target))
     summary = throughput_summary(runs)
     for line in summary_lines(summary):
         log(line)
     return {"runs": runs, "summary": summary}
 
 
-def _flood_relay(cfg, out, label, inbox, users, window, rate, kind, round_number):
-    name = f"throughput_{kind}_relay_{round_number}"
-    with RelayProcess(out, name) as relay:
-        log(f"throughput closed loop {label}, {users} conversations, window {window}: relay (round {round_number + 1})")
+def flood(ws_base, accounts_file, spec, timeout=300):
+    """One bench/flood.py run; its JSON result."""
+    cmd = [sys.executable, "-m", "bench.flood", "--ws", ws_base, "--accounts", str(accounts_file),
+           "--pairs", str(spec["conversations"]), "--messages", str(spec["messages_per_socket"]),
+           "--timeout", str(timeout)] + (["--inbox"] if spec["inbox"] else [])
+    proc = subprocess.run(cmd, cwd=REPO_DIR, capture_output=True, text=True, timeout=timeout + 300)
+    lines = proc.stdout.strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"flood: no result (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def _describe(spec, target):
+    return (f"throughput flood {spec['label']}, {spec['conversations']} conversations, "
+            f"{spec['messages_per_socket']} messages per socket: {target} (round {spec['round'] + 1})")
+
+
+def _flood_relay(out, spec, kind):
+    with RelayProcess(out, f"throughput_{kind}_relay_{spec['round']}") as relay:
+        log(_describe(spec, "relay"))
         with Usage(relay) as usage:
-            s = loadtest(f"http://{relay.base}", f"ws://{relay.base}", trusted_accounts(out, 2 * users + 2), out,
-                         name, inbox=inbox, rate=rate, duration=cfg["duration"], users=users, window=window)
-    run = {"label": label, "target": "relay", "round": round_number, "inbox": inbox, "conversations": users,
-           "window": window, **brief(s), "stored": None, "stored_equals_sent": None, **usage.result}
+            result = flood(f"ws://{relay.base}", trusted_accounts(out, 2 * spec["conversations"]), spec)
+    run = {**spec, "target": "relay", **result, "stored": None, "stored_equals_sent": None, **usage.result}
     log(f"  -> {run}")
     return run
 
 
-def _flood_server(cfg, out, label, inbox, users, window, rate, kind, round_number, target):
-    name = f"throughput_{kind}_{target.commit}_{round_number}"
+def _flood_server(out, spec, kind, target):
+    name = f"throughput_{kind}_{target.commit}_{spec['round']}"
     server = start_server(out, name, target=target)
     try:
-        tokens = provision(server, 2 * users + 2, out, name)
+        tokens = provision(server, 2 * spec["conversations"], out, name)
         before = count_messages(server)
-        log(f"throughput closed loop {label}, {users} conversations, window {window}: {target.label} "
-            f"(round {round_number + 1})")
+        log(_describe(spec, target.label))
         with Usage(server) as usage:
-            s = loadtest(server.http_base, server.ws_base, tokens, out, name,
-                         inbox=inbox, rate=rate, duration=cfg["duration"], users=users, window=window)
+            result = flood(server.ws_base, tokens, spec)
         stored = count_messages(server) - before
     finally:
         server.stop()
-    run = {"label": label, "target": target.label, "commit": target.commit, "round": round_number, "inbox": inbox,
-           "conversations": users, "window": window, **brief(s), "stored": stored,
-           "stored_equals_sent": stored == s["sent"], **usage.result}
+    run = {**spec, "target": target.label, "commit": target.commit, **result, "stored": stored,
+           "stored_equals_sent": stored == result["sent"], **usage.result}
     log(f"  -> {run}")
     return run
 
@@ -434,18 +446,20 @@ def throughput_summary(runs):
     summary = []
     floods = {}
     for run in runs:
-        floods.setdefault((run["label"], run["conversations"], run["window"]), []).append(run)
-    for (label, users, window), flood in floods.items():
+        floods.setdefault((run["label"], run["conversations"]), []).append(run)
+    for (label, users), runs_of_flood in floods.items():
         means = {}
-        for run in flood:
+        for run in runs_of_flood:
             means.setdefault(run["target"], []).append(run["delivered_per_s"])
         means = {target: round(statistics.fmean(values), 1) for target, values in means.items()}
         relay = means.get("relay")
-        entry = {"label": label, "conversations": users, "window": window, "mean_delivered_per_s": means,
+        entry = {"label": label, "conversations": users, "mean_delivered_per_s": means,
                  "ratio_to_relay": {t: round(v / relay, 3) for t, v in means.items() if relay and t != "relay"},
-                 "all_stored": all(r["stored_equals_sent"] for r in flood if r["target"] != "relay"),
-                 "lost": sum(r["lost"] for r in flood), "duplicated": sum(r["duplicated"] for r in flood),
-                 "out_of_order": sum(r["out_of_order"] for r in flood)}
+                 "all_stored": all(r["stored_equals_sent"] for r in runs_of_flood if r["target"] != "relay"),
+                 "all_passed": all(r["passed"] for r in runs_of_flood),
+                 "lost": sum(r["lost"] for r in runs_of_flood),
+                 "duplicated": sum(r["duplicated"] for r in runs_of_flood),
+                 "out_of_order": sum(r["out_of_order"] for r in runs_of_flood)}
         if len(TARGETS) > 1 and means.get(TARGETS[1].label):
             entry["ratio_to_other_commit"] = round(means[TARGETS[0].label] / means[TARGETS[1].label], 3)
         summary.append(entry)

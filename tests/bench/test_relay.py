@@ -64,9 +64,9 @@ def test_relay_speaks_the_servers_websocket_implementation(settings):
 
 
 def flood(label, target, rate, stored=True):
-    return {"label": label, "conversations": 50, "window": 8, "target": target, "delivered_per_s": rate,
+    return {"label": label, "conversations": 50, "target": target, "delivered_per_s": rate,
             "stored_equals_sent": stored if target != "relay" else None, "lost": 0, "duplicated": 0,
-            "out_of_order": 0}
+            "out_of_order": 0, "passed": True}
 
 
 def test_summary_gives_means_and_ratios_to_the_relay_and_the_other_commit(monkeypatch):
@@ -88,10 +88,11 @@ def test_summary_gives_means_and_ratios_to_the_relay_and_the_other_commit(monkey
 def test_throughput_alternates_the_commits_and_runs_the_relay_every_round(monkeypatch, tmp_path):
     order = []
     monkeypatch.setattr(run, "TARGETS", [run.Target("this tree", "new"), run.Target("commit old", "old")])
-    monkeypatch.setattr(run, "_flood_relay", lambda *a: order.append("relay") or flood(a[2], "relay", 100))
-    monkeypatch.setattr(run, "_flood_server",
-                        lambda *a: order.append(a[-1].commit) or flood(a[2], a[-1].label, 10))
-    cfg = {"duration": 1, "flood": [("room only", False, 50, 8)]}
+    monkeypatch.setattr(run, "_flood_relay", lambda out, spec, kind: order.append("relay")
+                        or flood(spec["label"], "relay", 100))
+    monkeypatch.setattr(run, "_flood_server", lambda out, spec, kind, target: order.append(target.commit)
+                        or flood(spec["label"], target.label, 10))
+    cfg = {"duration": 1, "flood": [("room only", False, 50, 600)]}
     result = run.phase_throughput(cfg, tmp_path, rounds=3)
     assert order == ["relay", "new", "old", "relay", "old", "new", "relay", "new", "old"]
     assert result["summary"][0]["ratio_to_relay"] == {"this tree": 0.1, "commit old": 0.1}
@@ -126,3 +127,12 @@ def test_redis_option_reaches_every_server(monkeypatch, tmp_path):
         assert server.python == sys.executable
     finally:
         server.stop()
+
+
+def test_flood_against_the_relay_counts_every_delivery_once_and_in_order(relay, tmp_path):
+    spec = {"label": "room + inbox", "inbox": True, "conversations": 2, "messages_per_socket": 20}
+    result = run.flood(relay, run.trusted_accounts(tmp_path, 4), spec, timeout=20)
+    assert result["passed"], result
+    assert (result["sent"], result["delivered"], result["echoes"], result["inbox_frames"]) == (80, 80, 80, 160)
+    assert result["lost"] == result["duplicated"] == result["out_of_order"] == result["stray"] == 0
+    assert result["delivered_per_s"] > 0
