@@ -6,7 +6,9 @@ client's ping answered; permessage-deflate off unless asked for), the slow consu
 Why the server keeps `websockets` (docs/realtime.md): uvicorn's `websockets-sansio`
 protocol never applies write backpressure (its send() does not wait for the transport
 to drain), so a client that does not read is never closed with 4408 and its frames pile
-up in the server's memory instead; the strict xfail below keeps that checked.
+up in the server's memory instead; its `wsproto` protocol does not apply the frame limit
+(`ws_max_size`), so an oversized frame reaches the application. The strict xfails below
+keep both checked (if uvicorn fixes them, they fail and the choice can be measured again).
 """
 
 import asyncio
@@ -25,7 +27,7 @@ pytestmark = pytest.mark.e2e
 
 IMPLEMENTATIONS = ["websockets", "websockets-sansio", "wsproto"]
 CONTENT = "s" * 3990  # near the longest content (4,000 with the number): fewest messages to fill the buffers
-OUTBOX_FRAMES = 20  # CHAT_OUTBOX_FRAMES: the bound is reached soon after the TCP buffers fill
+OUTBOX_FRAMES = 50  # CHAT_OUTBOX_FRAMES: the bound is reached soon after the TCP buffers fill
 
 
 @pytest.fixture(scope="module", params=IMPLEMENTATIONS)
@@ -54,7 +56,9 @@ def thread(server, a, b):
     return body["data"]
 
 
-async def test_an_oversized_frame_closes_with_1009_and_stores_nothing(server):
+async def test_an_oversized_frame_closes_with_1009_and_stores_nothing(server, request):
+    if server.impl == "wsproto":
+        request.applymarker(pytest.mark.xfail(strict=True, reason="uvicorn's wsproto protocol ignores ws_max_size"))
     url, a, b = room_of(server, 0, 1)
     async with connect(url, max_size=2**20, compression=None) as sock:
         await sock.send(json.dumps({"sender": a, "receiver": b, "content": "h" * 70_000}))
@@ -88,12 +92,16 @@ async def _overflow_a_reader_that_never_reads(server):
     try:
         async with connect(url_sender, compression=None, max_queue=None) as sender:
             async def drain_echoes():
-                async for _ in sender:
-                    pass
+                try:
+                    async for _ in sender:
+                        pass
+                except ConnectionClosed:  # only the reader is meant to be too slow, but on a busy
+                    pass  # machine the sender can lag too: the reader gets enough frames before that
 
             echoes = asyncio.create_task(drain_echoes())
             for n in range(1500):
                 await sender.send(json.dumps({"sender": a, "receiver": b, "content": f"{n} {CONTENT}"}))
+                await asyncio.sleep(0)  # the echoes are read meanwhile
             await asyncio.sleep(1)  # the last batches commit and fan out
             echoes.cancel()
         try:
