@@ -7,6 +7,7 @@
     python -m bench.run --postgres --redis [URL]  # ... and the Redis channel layer: production's set-up
     python -m bench.run --only throughput --against 50beb95 --rounds 3
                                                 # the same floods against another commit, alternately
+                                                # (--against may be given more than once)
 
 Phases (each on a fresh throwaway server: python -m habitto_server.serve, DEBUG=1, SQLite in a
 temporary STATE_DIR, in-memory channel layer, i.e. `make run`):
@@ -442,7 +443,7 @@ def _flood_server(out, spec, kind, target):
 
 def throughput_summary(runs):
     """Per flood: each target's mean delivered/s, its ratio to the relay's mean, and (with
-    --against) this tree's ratio to the other commit's."""
+    --against) every commit's ratio to the first --against commit's (the base)."""
     summary = []
     floods = {}
     for run in runs:
@@ -460,8 +461,10 @@ def throughput_summary(runs):
                  "lost": sum(r["lost"] for r in runs_of_flood),
                  "duplicated": sum(r["duplicated"] for r in runs_of_flood),
                  "out_of_order": sum(r["out_of_order"] for r in runs_of_flood)}
-        if len(TARGETS) > 1 and means.get(TARGETS[1].label):
-            entry["ratio_to_other_commit"] = round(means[TARGETS[0].label] / means[TARGETS[1].label], 3)
+        base = TARGETS[1].label if len(TARGETS) > 1 else None
+        if means.get(base):
+            entry["ratio_to_base"] = {t.label: round(means[t.label] / means[base], 3)
+                                      for t in TARGETS if t.label != base and t.label in means}
         summary.append(entry)
     return summary
 
@@ -473,9 +476,9 @@ def summary_lines(summary):
             f"{target} {value:,.0f}/s" + (f" ({entry['ratio_to_relay'][target]:.2f}x relay)"
                                           if target in entry["ratio_to_relay"] else "")
             for target, value in entry["mean_delivered_per_s"].items())
-        other = entry.get("ratio_to_other_commit")
+        base = ", ".join(f"{target} {ratio:.2f}x" for target, ratio in entry.get("ratio_to_base", {}).items())
         lines.append(f"{entry['label']} {entry['conversations']}: {figures}"
-                     + (f"; {other:.2f}x the other commit" if other else "")
+                     + (f"; against the base: {base}" if base else "")
                      + f"; stored = sent: {entry['all_stored']}, lost {entry['lost']}, dup {entry['duplicated']}, "
                        f"out of order {entry['out_of_order']}")
     return lines
@@ -701,8 +704,11 @@ def main(argv=None):
                         help="PostgreSQL instead of SQLite: a throwaway database per server on this admin URL")
     parser.add_argument("--redis", nargs="?", const=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
                         default=None, metavar="URL", help="the Redis channel layer (REDIS_URL) for every server")
-    parser.add_argument("--against", metavar="COMMIT",
-                        help="run the throughput and latency phases against this commit too, alternately")
+    parser.add_argument("--against", metavar="COMMIT", action="append", default=[],
+                        help="run the throughput and latency phases against this commit too, alternately "
+                             "(repeatable; the first is the base of the ratios)")
+    parser.add_argument("--conversations", type=int, default=None,
+                        help="throughput: only the floods with this many conversations")
     parser.add_argument("--rounds", type=int, default=None,
                         help="throughput: each flood this many times per target (default: quick 1, full 2)")
     args = parser.parse_args(argv)
@@ -723,8 +729,11 @@ def main(argv=None):
     report.update({"mode": args.mode, "database": database, "machine": machine(), "config": cfg})
     log(f"machine: {report['machine']}")
     TARGETS[:] = [Target(f"this tree {report['machine']['commit']}", report["machine"]["commit"] or "head")]
-    if args.against:
-        TARGETS.append(prepare_commit(args.against, REPO_DIR / "results" / "bench" / "commits"))
+    for commit in args.against:
+        TARGETS.append(prepare_commit(commit, REPO_DIR / "results" / "bench" / "commits"))
+    if args.conversations:
+        cfg = {**cfg, "flood": [f for f in cfg["flood"] if f[2] == args.conversations]}
+        report["config"] = cfg
     report["targets"] = [{"label": t.label, "commit": t.commit} for t in TARGETS]
     rounds = args.rounds or ROUNDS[args.mode]
     for phase in phases:

@@ -77,10 +77,10 @@ def test_summary_gives_means_and_ratios_to_the_relay_and_the_other_commit(monkey
     (entry,) = run.throughput_summary(runs)
     assert entry["mean_delivered_per_s"] == {"relay": 50000, "this tree": 12000, "commit old": 5000}
     assert entry["ratio_to_relay"] == {"this tree": 0.24, "commit old": 0.1}
-    assert entry["ratio_to_other_commit"] == 2.4
+    assert entry["ratio_to_base"] == {"this tree": 2.4}
     assert entry["all_stored"]
     line = run.summary_lines([entry])[0]
-    assert "this tree 12,000/s (0.24x relay)" in line and "2.40x the other commit" in line
+    assert "this tree 12,000/s (0.24x relay)" in line and "against the base: this tree 2.40x" in line
     runs.append(flood("room only", "this tree", 12000, stored=False))
     assert not run.throughput_summary(runs)[0]["all_stored"]
 
