@@ -136,3 +136,17 @@ def test_flood_against_the_relay_counts_every_delivery_once_and_in_order(relay, 
     assert (result["sent"], result["delivered"], result["echoes"], result["inbox_frames"]) == (80, 80, 80, 160)
     assert result["lost"] == result["duplicated"] == result["out_of_order"] == result["stray"] == 0
     assert result["delivered_per_s"] > 0
+
+
+def test_report_renders_the_flood_runs_and_their_ratios(monkeypatch):
+    from bench.report import render
+
+    monkeypatch.setattr(run, "TARGETS", [run.Target("this tree", "new"), run.Target("commit old", "old")])
+    runs = [{**flood("room only", target, rate), "round": 0, "sent": 10, "stored": None if target == "relay" else 10,
+             "p50_ms": 1.0, "p99_ms": 2.0, "server_cpu": 0.5, "machine_busy": 1.0}
+            for target, rate in (("relay", 1000), ("this tree", 500), ("commit old", 250))]
+    machine = {"nproc": 2, "cpu_model": "x", "memory_gb": 1, "kernel": "k", "python": "3", "versions": {},
+               "nofile_limit": 1}
+    text = render({"machine": machine, "throughput": {"runs": runs, "summary": run.throughput_summary(runs)}})
+    assert "| room only | 50 | this tree | 500 | 0.5 | 2 |" in text
+    assert "| room only | 50 | commit old | 1 | 10 | 10 | 250 |" in text  # round, sent, stored, delivered/s
