@@ -3,8 +3,10 @@
     python -m bench.flood --ws ws://127.0.0.1:8000 --accounts tokens.json --pairs 50 --messages 600 [--inbox]
 
 Pairs of accounts on room sockets (and, with --inbox, inbox sockets), every socket
-sending its N messages as fast as the server reads them (no window: the server's own
-SENDS_IN_FLIGHT and TCP push back). One asyncio process with uvloop: the Locust users
+sending its N messages as fast as the server echoes them, at most --window (64) awaiting
+their echo: twice the server's SENDS_IN_FLIGHT, so the window does not cap the server,
+but latency stays bounded (without one, a slow server's backlog grew past the 20 s ping
+timeout and it closed sockets with 1011 mid-flood). One asyncio process with uvloop: the Locust users
 (loadtests/) pace and time each message on a gevent loop that tops out near 4,000
 closed-loop msgs/s on this machine, below what the server and the relay deliver.
 
@@ -40,6 +42,7 @@ class Tally:
         self.duplicated = self.out_of_order = self.stray = 0
         self.latencies = []
         self.last_delivery = 0.0
+        self.closed = {}  # close code -> sockets the server closed during the flood
 
     def partner(self, sender_sent, last_seen, n):
         """A partner's message number n; last_seen: dict sender -> last n seen."""
@@ -81,7 +84,16 @@ async def run(args):
         if total >= expected * (2 + 2 * args.inbox):
             done.set()
 
+    windows = {user: asyncio.Semaphore(args.window) for user, _, _ in rooms}
+
     async def room_reader(user, ws):
+        try:
+            await read_room(user, ws)
+        except websockets.ConnectionClosed as closed:
+            code = str(closed.rcvd.code if closed.rcvd else None)
+            tally.closed[code] = tally.closed.get(code, 0) + 1
+
+    async def read_room(user, ws):
         last_seen = {}
         async for raw in ws:
             frame = json.loads(raw)
@@ -91,6 +103,7 @@ async def run(args):
                 continue
             if frame["sender"] == user:
                 tally.echoes += 1
+                windows[user].release()
             else:
                 tally.delivered += 1
                 tally.latencies.append(time.perf_counter() - float(sent_at))
@@ -103,9 +116,13 @@ async def run(args):
             arrived()
 
     async def writer(user, other, ws):
-        for n in range(args.messages):
-            await ws.send(json.dumps({"sender": user, "receiver": other,
-                                      "content": f"{n} {time.perf_counter()}"}))
+        try:
+            for n in range(args.messages):
+                await windows[user].acquire()
+                await ws.send(json.dumps({"sender": user, "receiver": other,
+                                          "content": f"{n} {time.perf_counter()}"}))
+        except websockets.ConnectionClosed:  # counted by the socket's reader
+            pass
 
     readers = [asyncio.create_task(room_reader(u, ws)) for u, _, ws in rooms]
     readers += [asyncio.create_task(inbox_reader(ws)) for ws in inboxes]
@@ -132,10 +149,10 @@ async def run(args):
         "seconds": round(elapsed, 3), "delivered_per_s": round(tally.delivered / elapsed, 1),
         "p50_ms": pct(0.50), "p99_ms": pct(0.99),
         "lost": expected - tally.delivered, "duplicated": tally.duplicated, "out_of_order": tally.out_of_order,
-        "stray": tally.stray,
+        "stray": tally.stray, "closed_by_server": tally.closed,
     }
     result["passed"] = (result["lost"] == 0 and tally.echoes == expected and not tally.duplicated
-                        and not tally.out_of_order and not tally.stray and tally.inbox == result["inbox_expected"])
+                        and not tally.out_of_order and not tally.stray and not tally.closed and tally.inbox == result["inbox_expected"])
     print(json.dumps(result), flush=True)
     return 0 if result["passed"] else 1
 
@@ -148,6 +165,7 @@ def main(argv=None):
     parser.add_argument("--pairs", type=int, default=50)
     parser.add_argument("--messages", type=int, default=600, help="messages per socket")
     parser.add_argument("--inbox", action="store_true", help="every account also holds its inbox socket")
+    parser.add_argument("--window", type=int, default=64, help="messages per socket awaiting their echo")
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for the last delivery")
     args = parser.parse_args(argv)
     try:

@@ -150,3 +150,15 @@ def test_report_renders_the_flood_runs_and_their_ratios(monkeypatch):
     text = render({"machine": machine, "throughput": {"runs": runs, "summary": run.throughput_summary(runs)}})
     assert "| room only | 50 | this tree | 500 | 0.5 | 2 |" in text
     assert "| room only | 50 | commit old | 1 | 10 | 10 | 250 |" in text  # round, sent, stored, delivered/s
+
+
+def test_flood_reports_sockets_the_server_closed(tmp_path):
+    """The relay closes a socket whose token has no user_id: the flood counts it by code."""
+    accounts = [{"id": 1, "username": "a", "access": "not-a-jwt"}, {"id": 2, "username": "b", "access": token(2)}]
+    accounts_file = tmp_path / "accounts.json"
+    accounts_file.write_text(json.dumps(accounts))
+    with run.RelayProcess(tmp_path, "closing") as relay:
+        spec = {"label": "room only", "inbox": False, "conversations": 1, "messages_per_socket": 3}
+        result = run.flood(f"ws://{relay.base}", accounts_file, spec, timeout=3)
+    assert not result["passed"]
+    assert result["closed_by_server"] == {"4401": 1}
