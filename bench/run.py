@@ -222,8 +222,19 @@ def prepare_commit(commit, root, install=build_virtualenv):
     return Target(f"commit {sha}", sha, str(python))
 
 
+def _redis_env():
+    """REDIS_URL, and a channel prefix of this server's own: pub/sub ignores the database
+    number, so servers alive at the same time (--against's, other people's) would
+    otherwise receive each other's events."""
+    if not REDIS["url"]:
+        return {}
+    import uuid
+
+    return {"REDIS_URL": REDIS["url"], "REDIS_CHANNEL_PREFIX": f"habitto-bench-{uuid.uuid4().hex[:10]}"}
+
+
 def new_server(out, name, extra=None, target=None):
-    env = {**BENCH_ENV, **_database_env(), **({"REDIS_URL": REDIS["url"]} if REDIS["url"] else {}), **(extra or {})}
+    env = {**BENCH_ENV, **_database_env(), **_redis_env(), **(extra or {})}
     return BenchServer(env, log_path=out / f"{name}_server.log", python=target and target.python)
 
 

@@ -122,11 +122,15 @@ def test_redis_option_reaches_every_server(monkeypatch, tmp_path):
     monkeypatch.setitem(run.REDIS, "url", "redis://127.0.0.1:6379/6")
     monkeypatch.setitem(run.POSTGRES, "admin_url", None)
     server = run.new_server(tmp_path, "x", target=run.Target("commit old", "old", sys.executable))
+    other = run.new_server(tmp_path, "y")
     try:
-        assert server.env["REDIS_URL"] == "redis://127.0.0.1:6379/6"
+        assert server.env["REDIS_URL"] == other.env["REDIS_URL"] == "redis://127.0.0.1:6379/6"
+        # pub/sub ignores the database number: servers alive together need prefixes of their own
+        assert server.env["REDIS_CHANNEL_PREFIX"] != other.env["REDIS_CHANNEL_PREFIX"]
         assert server.python == sys.executable
     finally:
         server.stop()
+        other.stop()
 
 
 def test_flood_against_the_relay_counts_every_delivery_once_and_in_order(relay, tmp_path):
