@@ -16,6 +16,9 @@ from channels.testing import WebsocketCommunicator
 
 from habitto_chat.realtime.direct import DirectWebsocketConsumer
 
+# Channels' websocket_disconnect closes old database connections (in a thread): allowed.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 WAIT = 3
 
 
