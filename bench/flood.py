@@ -1,16 +1,26 @@
-"""Room-protocol flood, as in performance-notes.md: pairs of users on room sockets, each
-user sending N messages as fast as it can; reports messages delivered to partners per
-second and delivery latency. Used to pick the ASGI server (docs/realtime.md); the
-release gate with percentiles per path is the Locust suite in loadtests/.
+"""Room-protocol flood: the throughput phase's client (and the one issue 14's figures came from).
 
-    python -m bench.flood --http http://127.0.0.1:8001 --ws ws://127.0.0.1:8000 \
-        --users users.json --pairs 50 --messages 60
+    python -m bench.flood --ws ws://127.0.0.1:8000 --accounts tokens.json --pairs 50 --messages 600 [--inbox]
+
+Pairs of accounts on room sockets (and, with --inbox, inbox sockets), every socket
+sending its N messages as fast as the server echoes them, at most --window (64) awaiting
+their echo: twice the server's SENDS_IN_FLIGHT, so the window does not cap the server,
+but latency stays bounded (without one, a slow server's backlog grew past the 20 s ping
+timeout and it closed sockets with 1011 mid-flood). One asyncio process with uvloop: the Locust users
+(loadtests/) pace and time each message on a gevent loop that tops out near 4,000
+closed-loop msgs/s on this machine, below what the server and the relay deliver.
+
+Reports, as one JSON line: messages delivered to partners' room sockets per second
+(first send to last delivery), latency from send to partner delivery, and the checks:
+every message delivered once to the partner's room (and the echo to the sender's), in
+each sender's order, and with --inbox once to each of the two inboxes. Accounts carry
+"access" tokens (bench/mint_tokens.py); with --http and no token, accounts log in.
 """
 
 import argparse
 import asyncio
 import json
-import statistics
+import sys
 import time
 import urllib.request
 
@@ -24,82 +34,148 @@ def login(http, username, password):
         return json.loads(response.read())["data"]["access"]
 
 
+class Tally:
+    """What arrived where, and what was wrong with it."""
+
+    def __init__(self):
+        self.delivered = self.echoes = self.inbox = 0
+        self.duplicated = self.out_of_order = self.stray = 0
+        self.latencies = []
+        self.last_delivery = 0.0
+        self.closed = {}  # close code -> sockets the server closed during the flood
+
+    def partner(self, sender_sent, last_seen, n):
+        """A partner's message number n; last_seen: dict sender -> last n seen."""
+        previous = last_seen.get(sender_sent, -1)
+        if n == previous:
+            self.duplicated += 1
+        elif n < previous:
+            self.out_of_order += 1
+        last_seen[sender_sent] = max(previous, n)
+
+
 async def run(args):
-    users = json.load(open(args.users))[: args.pairs * 2]
-    if len(users) < args.pairs * 2:
-        raise SystemExit(f"need {args.pairs * 2} users, got {len(users)}")
+    accounts = json.load(open(args.accounts))[: args.pairs * 2]
+    if len(accounts) < args.pairs * 2:
+        raise SystemExit(f"need {args.pairs * 2} accounts, got {len(accounts)}")
     loop = asyncio.get_running_loop()
-    tokens = await asyncio.gather(
-        *(loop.run_in_executor(None, login, args.http, u["username"], u["password"]) for u in users)
-    )
-    sockets = []
-    for i in range(0, len(users), 2):
-        a, b = users[i]["id"], users[i + 1]["id"]
+    tokens = await asyncio.gather(*(
+        asyncio.sleep(0, a["access"]) if a.get("access") else loop.run_in_executor(None, login, args.http,
+                                                                                     a["username"], a["password"])
+        for a in accounts))
+    options = {"max_size": 2**20, "compression": None, "ping_interval": None, "max_queue": None}
+    rooms, inboxes = [], []
+    for i in range(0, len(accounts), 2):
+        a, b = accounts[i]["id"], accounts[i + 1]["id"]
         low, high = sorted((a, b))
         for user, token, other in ((a, tokens[i], b), (b, tokens[i + 1], a)):
-            ws = await websockets.connect(
-                f"{args.ws}/ws/chat/{low}-{high}/?token={token}", max_size=2**20, compression=None
-            )
-            sockets.append((user, other, ws))
-    latencies, delivered = [], 0
-    expected = len(sockets) * args.messages
+            rooms.append((user, other, await websockets.connect(f"{args.ws}/ws/chat/{low}-{high}/?token={token}",
+                                                                **options)))
+            if args.inbox:
+                inboxes.append(await websockets.connect(f"{args.ws}/ws/chat/inbox/{user}/?token={token}", **options))
+    tally = Tally()
+    expected = len(rooms) * args.messages
     done = asyncio.Event()
+    started = 0.0
 
-    async def reader(user, ws):
-        nonlocal delivered
-        seen = 0
-        while seen < 2 * args.messages:  # the partner's messages and our own echoes
-            frame = json.loads(await ws.recv())
-            seen += 1
-            if frame["sender"] != user:
-                sent_at = float(frame["content"].split(" ", 1)[0])
-                latencies.append(time.perf_counter() - sent_at)
-                delivered += 1
-                if delivered == expected:
-                    done.set()
+    def arrived():
+        tally.last_delivery = time.perf_counter()
+        total = tally.delivered + tally.echoes + tally.inbox
+        if total >= expected * (2 + 2 * args.inbox):
+            done.set()
+
+    windows = {user: asyncio.Semaphore(args.window) for user, _, _ in rooms}
+
+    async def room_reader(user, ws):
+        try:
+            await read_room(user, ws)
+        except websockets.ConnectionClosed as closed:
+            code = str(closed.rcvd.code if closed.rcvd else None)
+            tally.closed[code] = tally.closed.get(code, 0) + 1
+
+    async def read_room(user, ws):
+        last_seen = {}
+        async for raw in ws:
+            frame = json.loads(raw)
+            n_text, _, sent_at = frame.get("content", "").partition(" ")
+            if "error" in frame or not n_text.isdigit():
+                tally.stray += 1
+                continue
+            if frame["sender"] == user:
+                tally.echoes += 1
+                windows[user].release()
+            else:
+                tally.delivered += 1
+                tally.latencies.append(time.perf_counter() - float(sent_at))
+                tally.partner(frame["sender"], last_seen, int(n_text))
+            arrived()
+
+    async def inbox_reader(ws):
+        async for _ in ws:
+            tally.inbox += 1
+            arrived()
 
     async def writer(user, other, ws):
-        for n in range(args.messages):
-            await ws.send(json.dumps({"sender": user, "receiver": other, "content": f"{time.perf_counter()} {n}"}))
+        try:
+            for n in range(args.messages):
+                await windows[user].acquire()
+                await ws.send(json.dumps({"sender": user, "receiver": other,
+                                          "content": f"{n} {time.perf_counter()}"}))
+        except websockets.ConnectionClosed:  # counted by the socket's reader
+            pass
 
-    readers = [asyncio.create_task(reader(u, ws)) for u, _, ws in sockets]
+    readers = [asyncio.create_task(room_reader(u, ws)) for u, _, ws in rooms]
+    readers += [asyncio.create_task(inbox_reader(ws)) for ws in inboxes]
     started = time.perf_counter()
-    await asyncio.gather(*(writer(u, o, ws) for u, o, ws in sockets))
+    await asyncio.gather(*(writer(u, o, ws) for u, o, ws in rooms))
     try:
         await asyncio.wait_for(done.wait(), args.timeout)
     except asyncio.TimeoutError:
         pass
-    elapsed = time.perf_counter() - started
+    elapsed = max(tally.last_delivery - started, 1e-9)
     for task in readers:
         task.cancel()
-    for _, _, ws in sockets:
+    await asyncio.gather(*readers, return_exceptions=True)
+    for ws in [ws for _, _, ws in rooms] + inboxes:
         await ws.close()
-    latencies.sort()
-    pct = lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
+    latencies = sorted(tally.latencies)
+
+    def pct(q):
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 1) if latencies else None
+
     result = {
-        "sockets": len(sockets),
-        "expected": expected,
-        "delivered": delivered,
-        "seconds": round(elapsed, 3),
-        "delivered_per_s": round(delivered / elapsed, 1),
-        "p50_ms": round(pct(0.50), 1),
-        "p99_ms": round(pct(0.99), 1),
-        "mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
+        "sockets": len(rooms) + len(inboxes), "sent": expected, "delivered": tally.delivered, "echoes": tally.echoes,
+        "inbox_frames": tally.inbox, "inbox_expected": 2 * expected if args.inbox else 0,
+        "seconds": round(elapsed, 3), "delivered_per_s": round(tally.delivered / elapsed, 1),
+        "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+        "lost": expected - tally.delivered, "duplicated": tally.duplicated, "out_of_order": tally.out_of_order,
+        "stray": tally.stray, "closed_by_server": tally.closed,
     }
-    print(json.dumps(result))
-    return 0 if delivered == expected else 1
+    result["passed"] = (result["lost"] == 0 and tally.echoes == expected and not tally.duplicated
+                        and not tally.out_of_order and not tally.stray and not tally.closed and tally.inbox == result["inbox_expected"])
+    print(json.dumps(result), flush=True)
+    return 0 if result["passed"] else 1
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--http", required=True)
     parser.add_argument("--ws", required=True)
-    parser.add_argument("--users", required=True, help="JSON from manage.py create_loadtest_users")
+    parser.add_argument("--accounts", required=True, help="JSON accounts with id and access (or username/password)")
+    parser.add_argument("--http", help="where accounts without an access token log in")
     parser.add_argument("--pairs", type=int, default=50)
-    parser.add_argument("--messages", type=int, default=60)
-    parser.add_argument("--timeout", type=float, default=60)
-    raise SystemExit(asyncio.run(run(parser.parse_args())))
+    parser.add_argument("--messages", type=int, default=600, help="messages per socket")
+    parser.add_argument("--inbox", action="store_true", help="every account also holds its inbox socket")
+    parser.add_argument("--window", type=int, default=64, help="messages per socket awaiting their echo")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for the last delivery")
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(run(args))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

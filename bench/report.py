@@ -28,19 +28,34 @@ def render(report):
               ms(r["complete_p50"]), ms(r["complete_p95"]), ms(r["complete_p99"]), ms(r["complete_max"]),
               ms(r["send_lag_p99"]), r["lost"]] for r in report["generator"]["runs"]]))
     if "throughput" in report:
-        out.append("\n### Throughput (closed loop, one server process)\n")
-        out.append(table(
-            ["fan-out", "conversations", "window", "sent", "stored", "delivered/s", "p50", "p99", "lost", "dup",
-             "server CPU (cores)", "machine busy (cores)"],
-            [[r["label"], r["conversations"], r["window"], r["sent"], r["stored"], ms(r["delivered_per_s"]),
-              ms(r["complete_p50"]), ms(r["complete_p99"]), r["lost"], r["duplicated"], r["server_cpu"],
-              r["machine_busy"]] for r in report["throughput"]["runs"]]))
+        runs = report["throughput"]["runs"]
+        if runs and "window" in runs[0]:  # before issue 14: Locust's closed loop
+            out.append("\n### Throughput (closed loop, one server process)\n")
+            out.append(table(
+                ["fan-out", "conversations", "window", "sent", "stored", "delivered/s", "p50", "p99", "lost", "dup",
+                 "server CPU (cores)", "machine busy (cores)"],
+                [[r["label"], r["conversations"], r["window"], r["sent"], r["stored"], ms(r["delivered_per_s"]),
+                  ms(r["complete_p50"]), ms(r["complete_p99"]), r["lost"], r["duplicated"], r["server_cpu"],
+                  r["machine_busy"]] for r in runs]))
+        else:
+            out.append("\n### Throughput (bench/flood.py, one server process; the relay beside it)\n")
+            out.append(table(
+                ["fan-out", "conversations", "target", "round", "sent", "stored", "delivered/s", "p50", "p99",
+                 "lost", "dup", "out of order", "server CPU (cores)", "machine busy (cores)"],
+                [[r["label"], r["conversations"], r["target"], r["round"] + 1, r["sent"], ms(r["stored"]),
+                  ms(r["delivered_per_s"]), ms(r["p50_ms"]), ms(r["p99_ms"]), r["lost"], r["duplicated"],
+                  r["out_of_order"], r["server_cpu"], r["machine_busy"]] for r in runs]))
+            out.append("\n" + table(
+                ["fan-out", "conversations", "target", "mean delivered/s", "x relay", "x base"],
+                [[e["label"], e["conversations"], target, ms(mean), ms(e["ratio_to_relay"].get(target)),
+                  ms(e.get("ratio_to_base", {}).get(target))]
+                 for e in report["throughput"]["summary"] for target, mean in e["mean_delivered_per_s"].items()]))
     if "latency" in report:
         out.append("\n### Complete fan-out latency, paced (100 senders, 4 deliveries per message)\n")
         out.append(table(
-            ["offered/s", "delivered/s", "p50", "p95", "p99", "max", "send lag p99", "lost", "server CPU",
+            ["offered/s", "target", "delivered/s", "p50", "p95", "p99", "max", "send lag p99", "lost", "server CPU",
              "machine busy"],
-            [[ms(r["rate"]), ms(r["delivered_per_s"]), ms(r["complete_p50"]), ms(r["complete_p95"]),
+            [[ms(r["rate"]), r.get("target", "-"), ms(r["delivered_per_s"]), ms(r["complete_p50"]), ms(r["complete_p95"]),
               ms(r["complete_p99"]), ms(r["complete_max"]), ms(r["send_lag_p99"]), r["lost"], r["server_cpu"],
               r["machine_busy"]] for r in report["latency"]["runs"]]))
     if "idle" in report:

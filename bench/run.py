@@ -4,13 +4,20 @@
     python -m bench.run --mode full             # the figures of docs/benchmarks.md
     python -m bench.run --only latency,queries  # some phases
     python -m bench.run --postgres [ADMIN_URL]  # PostgreSQL (throwaway databases) instead of SQLite
+    python -m bench.run --postgres --redis [URL]  # ... and the Redis channel layer: production's set-up
+    python -m bench.run --only throughput --against 50beb95 --rounds 3
+                                                # the same floods against another commit, alternately
+                                                # (--against may be given more than once)
 
 Phases (each on a fresh throwaway server: python -m habitto_server.serve, DEBUG=1, SQLite in a
 temporary STATE_DIR, in-memory channel layer, i.e. `make run`):
 
   generator   the load generator's own capacity, against bench/stub_server.py
-  throughput  closed-loop flood (each sender keeps a few messages awaiting their echo):
-              delivered msgs/s from one server process; every message persisted
+  throughput  flood (bench/flood.py: every room socket sends its N messages as fast as the
+              server reads them): delivered msgs/s from one server process; every message
+              delivered once and in order, and persisted. Each flood runs against
+              bench/relay.py (a bare WebSocket relay) too, in every round, and every figure
+              is printed also as a ratio to the relay's
   latency     paced sweep: complete fan-out p50/p95/p99 against the offered rate (PNG plot)
   idle        N idle authenticated inbox sockets: server RSS per socket (with and without
               permessage-deflate), and fan-out latency at 1,000 msgs/s while they are open
@@ -21,6 +28,12 @@ The benchmark servers allow 1,000 sends/s per user (CHAT_SEND_RATE) so that the 
 limit does not cap a flood, and tokens are issued directly (bench/mint_tokens.py)
 instead of logging in: a login costs a password hash. Results: <out>/bench.json, the
 per-run Locust reports, and fanout_latency.png. Nothing here asserts the targets.
+
+--against COMMIT checks that commit out in a git worktree (results/bench/commits/<sha>)
+with a virtualenv of its own (its requirements/base.txt, kept for later runs), and the
+throughput and latency phases run the same floods against its server and this tree's,
+alternating the order every round: both commits' figures come from the same run, under
+the same machine load.
 """
 
 import argparse
@@ -36,7 +49,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from habitto_server.processes import LocalServer, free_port, manage
+from habitto_server.processes import LocalServer, cpu_seconds_of, free_port, manage
+from habitto_client import ChatError, ChatHTTP
 from loadtests import accounts as account_store
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -44,13 +58,13 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 MODES = {
     "quick": {
         "duration": 8, "gen_full": [1000, 2000], "gen_room": [3000],
-        "flood": [("room only", False, 50, 8)], "sweep": [250, 1000],
+        "flood": [("room only", False, 50, 100), ("room + inbox", True, 50, 100)], "sweep": [250, 1000],
         "idle_sockets": 1000, "idle_deflate": [False], "messages": 100_000, "partners": 100,
         "others": 100, "requests": 100,
     },
     "full": {
         "duration": 20, "gen_full": [1000, 2000, 4000, 6000], "gen_room": [3000, 6000, 10000],
-        "flood": [("room only", False, 50, 8), ("room only", False, 200, 4), ("room + inbox", True, 50, 8)],
+        "flood": [("room only", False, 50, 600), ("room only", False, 200, 150), ("room + inbox", True, 50, 600)],
         "sweep": [250, 500, 1000, 1500, 2000, 3000],
         "idle_sockets": 10_000, "idle_deflate": [False, True], "messages": 1_000_000, "partners": 1000,
         "others": 2000, "requests": 300,
@@ -60,6 +74,9 @@ PHASES = ["generator", "throughput", "latency", "idle", "queries"]
 BENCH_ENV = {"CHAT_SEND_RATE": "1000", "CHAT_SEND_BURST": "1000", "ACCESS_TOKEN_MINUTES": "240",
              "LOG_LEVEL": "WARNING", "ACCESS_LOG": "0"}
 CONVERSATIONS = 50  # Locust users in every paced or flood run: 100 accounts, 200 sockets
+# The relay speaks what the server speaks: its WS_IMPL (the server's default when unset).
+SERVER_WS_IMPL = "websockets"
+ROUNDS = {"quick": 1, "full": 2}
 
 
 def log(text):
@@ -125,6 +142,7 @@ class Usage:
 # -- helpers ---------------------------------------------------------------------------------------
 
 POSTGRES = {"admin_url": None}  # --postgres: every benchmark server gets a throwaway database
+REDIS = {"url": None}  # --redis: every benchmark server uses the Redis channel layer
 
 
 def _database_env():
@@ -164,12 +182,64 @@ class BenchServer(LocalServer):
         _drop_database(self)
 
 
-def new_server(out, name, extra=None):
-    return BenchServer({**BENCH_ENV, **_database_env(), **(extra or {})}, log_path=out / f"{name}_server.log")
+class Target:
+    """A commit whose server the benchmark runs: this tree (python None: this interpreter)
+    or, with --against, another commit's worktree and virtualenv."""
+
+    def __init__(self, label, commit, python=None):
+        self.label, self.commit, self.python = label, commit, python
 
 
-def start_server(out, name, extra=None):
-    server = new_server(out, name, extra)
+TARGETS = []  # this tree first; main() adds --against's commit
+
+
+def _git(*args, cwd=REPO_DIR):
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True,
+                          timeout=120).stdout.strip()
+
+
+def build_virtualenv(tree):
+    """tree/.venv with tree's pinned runtime requirements and tree's stack/ (editable)."""
+    python = tree / ".venv" / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "venv", str(tree / ".venv")], check=True, timeout=300)
+    for args in (["-r", str(tree / "requirements" / "base.txt")], ["--no-deps", "-e", str(tree)]):
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *args], check=True, timeout=1200)
+
+
+def prepare_commit(commit, root, install=build_virtualenv):
+    """A worktree of `commit` under root/<sha> with its own virtualenv (reused when there);
+    returns its Target."""
+    sha = _git("rev-parse", "--short", f"{commit}^{{commit}}")
+    tree = Path(root) / sha
+    python = tree / ".venv" / "bin" / "python"
+    if not (tree / ".git").exists():
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        _git("worktree", "add", "--detach", str(tree), sha)
+    if not (tree / ".venv" / ".installed").exists():
+        log(f"--against {sha}: building its virtualenv in {tree / '.venv'}")
+        install(tree)
+        (tree / ".venv" / ".installed").touch()
+    return Target(f"commit {sha}", sha, str(python))
+
+
+def _redis_env():
+    """REDIS_URL, and a channel prefix of this server's own: pub/sub ignores the database
+    number, so servers alive at the same time (--against's, other people's) would
+    otherwise receive each other's events."""
+    if not REDIS["url"]:
+        return {}
+    import uuid
+
+    return {"REDIS_URL": REDIS["url"], "REDIS_CHANNEL_PREFIX": f"habitto-bench-{uuid.uuid4().hex[:10]}"}
+
+
+def new_server(out, name, extra=None, target=None):
+    env = {**BENCH_ENV, **_database_env(), **_redis_env(), **(extra or {})}
+    return BenchServer(env, log_path=out / f"{name}_server.log", python=target and target.python)
+
+
+def start_server(out, name, extra=None, target=None):
+    server = new_server(out, name, extra, target)
     server.migrate()
     server.start()
     return server
@@ -179,7 +249,7 @@ def provision(server, count, out, name):
     """`count` accounts with access tokens (no logins); returns the tokens file."""
     plain = out / f"{name}_accounts.json"
     account_store.provision_local(count, account_store.new_prefix(), account_store.new_password(), plain,
-                                  env=server.env)
+                                  env=server.env, python=server.python)
     tokens = out / f"{name}_tokens.json"
     subprocess.run([sys.executable, "-m", "bench.mint_tokens", "--accounts", str(plain), "--output", str(tokens)],
                    env=server.env, cwd=REPO_DIR, check=True, timeout=600)
@@ -225,7 +295,7 @@ def brief(summary):
 
 def count_messages(server):
     out = manage(server.env, "shell", "-c",
-                 "from habitto_chat.models import Message; print(Message.objects.count())")
+                 "from habitto_chat.models import Message; print(Message.objects.count())", python=server.python)
     return int(out.strip().splitlines()[-1])
 
 
@@ -248,10 +318,7 @@ def phase_generator(cfg, out):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.5)
-        accounts = [{"id": i, "username": f"stub{i}", "password": "", "access": _unsigned_jwt(i)}
-                    for i in range(1, 2 * CONVERSATIONS + 3)]
-        accounts_file = out / "stub_accounts.json"
-        account_store.save(accounts, accounts_file)
+        accounts_file = trusted_accounts(out, 2 * CONVERSATIONS + 2)
         runs = []
         for inbox, rates in ((True, cfg["gen_full"]), (False, cfg["gen_room"])):
             for rate in rates:
@@ -267,6 +334,52 @@ def phase_generator(cfg, out):
         stub.wait(10)
 
 
+def trusted_accounts(out, count):
+    """Accounts for the stub and the relay, which trust the token's user_id claim."""
+    accounts = [{"id": i, "username": f"stub{i}", "password": "", "access": _unsigned_jwt(i)}
+                for i in range(1, count + 1)]
+    accounts_file = out / f"trusted_accounts_{count}.json"
+    account_store.save(accounts, accounts_file)
+    return accounts_file
+
+
+class RelayProcess:
+    """bench/relay.py on a free port, with the WebSocket implementation the server uses."""
+
+    def __init__(self, out, name):
+        self.port = free_port()
+        self.log_path = out / f"{name}_relay.log"
+        self.process = None
+
+    @property
+    def base(self):
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        ws = os.environ.get("WS_IMPL") or SERVER_WS_IMPL
+        with open(self.log_path, "ab") as log_file:
+            self.process = subprocess.Popen([sys.executable, "-m", "bench.relay", "--port", str(self.port), "--ws", ws],
+                                            cwd=REPO_DIR, stdout=log_file, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                ChatHTTP(f"http://{self.base}", timeout=1).healthz()
+                return self
+            except ChatError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.__exit__()
+                    raise RuntimeError(f"the relay did not start: {self.log_path.read_text()[-2000:]}") from None
+                time.sleep(0.1)
+
+    def cpu_seconds(self):
+        return cpu_seconds_of(self.process.pid)
+
+    def __exit__(self, *exc):
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(15)
+
+
 def _unsigned_jwt(user_id):
     import base64
 
@@ -276,45 +389,135 @@ def _unsigned_jwt(user_id):
     return f"{b64({'alg': 'none'})}.{b64({'user_id': user_id})}.stub"
 
 
-def phase_throughput(cfg, out):
+def phase_throughput(cfg, out, rounds=1):
+    """Every flood against the relay and every target, `rounds` times, the targets' order
+    alternating from round to round; then the means and their ratios to the relay's."""
     runs = []
-    for label, inbox, users, window in cfg["flood"]:
-        rate = 2 * users * 500  # far above capacity: the window (messages awaiting their echo) paces it
-        name = f"throughput_{'inbox' if inbox else 'room'}_{users}"
-        server = start_server(out, name)
-        try:
-            tokens = provision(server, 2 * users + 2, out, name)
-            before = count_messages(server)
-            log(f"throughput closed loop {label}, {users} conversations, window {window} per sender")
-            with Usage(server) as usage:
-                s = loadtest(server.http_base, server.ws_base, tokens, out, f"throughput {label} {users}",
-                             inbox=inbox, rate=rate, duration=cfg["duration"], users=users, window=window)
-            stored = count_messages(server) - before
-            runs.append({"label": label, "inbox": inbox, "conversations": users, "window": window, **brief(s),
-                         "stored": stored,
-                         "stored_equals_sent": stored == s["sent"], **usage.result})
-            log(f"  -> {runs[-1]}")
-        finally:
-            server.stop()
-    return {"runs": runs}
+    for label, inbox, users, messages in cfg["flood"]:
+        kind = f"{'inbox' if inbox else 'room'}_{users}"
+        for round_number in range(rounds):
+            spec = {"label": label, "inbox": inbox, "conversations": users, "messages_per_socket": messages,
+                     "round": round_number}
+            runs.append(_flood_relay(out, spec, kind))
+            for target in TARGETS if round_number % 2 == 0 else TARGETS[::-1]:
+                runs.append(_flood_server(out, spec, kind, target))
+    summary = throughput_summary(runs)
+    for line in summary_lines(summary):
+        log(line)
+    return {"runs": runs, "summary": summary}
+
+
+def flood(ws_base, accounts_file, spec, timeout=300):
+    """One bench/flood.py run; its JSON result."""
+    cmd = [sys.executable, "-m", "bench.flood", "--ws", ws_base, "--accounts", str(accounts_file),
+           "--pairs", str(spec["conversations"]), "--messages", str(spec["messages_per_socket"]),
+           "--timeout", str(timeout)] + (["--inbox"] if spec["inbox"] else [])
+    proc = subprocess.run(cmd, cwd=REPO_DIR, capture_output=True, text=True, timeout=timeout + 300)
+    lines = proc.stdout.strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"flood: no result (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def _describe(spec, target):
+    return (f"throughput flood {spec['label']}, {spec['conversations']} conversations, "
+            f"{spec['messages_per_socket']} messages per socket: {target} (round {spec['round'] + 1})")
+
+
+def _flood_relay(out, spec, kind):
+    with RelayProcess(out, f"throughput_{kind}_relay_{spec['round']}") as relay:
+        log(_describe(spec, "relay"))
+        with Usage(relay) as usage:
+            result = flood(f"ws://{relay.base}", trusted_accounts(out, 2 * spec["conversations"]), spec)
+    run = {**spec, "target": "relay", **result, "stored": None, "stored_equals_sent": None, **usage.result}
+    log(f"  -> {run}")
+    return run
+
+
+def _flood_server(out, spec, kind, target):
+    name = f"throughput_{kind}_{target.commit}_{spec['round']}"
+    server = start_server(out, name, target=target)
+    try:
+        tokens = provision(server, 2 * spec["conversations"], out, name)
+        before = count_messages(server)
+        log(_describe(spec, target.label))
+        with Usage(server) as usage:
+            result = flood(server.ws_base, tokens, spec)
+        stored = count_messages(server) - before
+    finally:
+        server.stop()
+    run = {**spec, "target": target.label, "commit": target.commit, **result, "stored": stored,
+           "stored_equals_sent": stored == result["sent"], **usage.result}
+    log(f"  -> {run}")
+    return run
+
+
+def throughput_summary(runs):
+    """Per flood: each target's mean delivered/s, its ratio to the relay's mean, and (with
+    --against) every commit's ratio to the first --against commit's (the base)."""
+    summary = []
+    floods = {}
+    for run in runs:
+        floods.setdefault((run["label"], run["conversations"]), []).append(run)
+    for (label, users), runs_of_flood in floods.items():
+        means = {}
+        for run in runs_of_flood:
+            means.setdefault(run["target"], []).append(run["delivered_per_s"])
+        means = {target: round(statistics.fmean(values), 1) for target, values in means.items()}
+        relay = means.get("relay")
+        entry = {"label": label, "conversations": users, "mean_delivered_per_s": means,
+                 "ratio_to_relay": {t: round(v / relay, 3) for t, v in means.items() if relay and t != "relay"},
+                 "all_stored": all(r["stored_equals_sent"] for r in runs_of_flood if r["target"] != "relay"),
+                 "all_passed": all(r["passed"] for r in runs_of_flood),
+                 "lost": sum(r["lost"] for r in runs_of_flood),
+                 "duplicated": sum(r["duplicated"] for r in runs_of_flood),
+                 "out_of_order": sum(r["out_of_order"] for r in runs_of_flood)}
+        base = TARGETS[1].label if len(TARGETS) > 1 else None
+        if means.get(base):
+            entry["ratio_to_base"] = {t.label: round(means[t.label] / means[base], 3)
+                                      for t in TARGETS if t.label != base and t.label in means}
+        summary.append(entry)
+    return summary
+
+
+def summary_lines(summary):
+    lines = []
+    for entry in summary:
+        figures = ", ".join(
+            f"{target} {value:,.0f}/s" + (f" ({entry['ratio_to_relay'][target]:.2f}x relay)"
+                                          if target in entry["ratio_to_relay"] else "")
+            for target, value in entry["mean_delivered_per_s"].items())
+        base = ", ".join(f"{target} {ratio:.2f}x" for target, ratio in entry.get("ratio_to_base", {}).items())
+        lines.append(f"{entry['label']} {entry['conversations']}: {figures}"
+                     + (f"; against the base: {base}" if base else "")
+                     + f"; stored = sent: {entry['all_stored']}, lost {entry['lost']}, dup {entry['duplicated']}, "
+                       f"out of order {entry['out_of_order']}")
+    return lines
 
 
 def phase_latency(cfg, out):
-    server = start_server(out, "latency")
-    runs = []
+    """The paced sweep, rate by rate, against every target (one server each, kept for the
+    sweep), the targets' order alternating from rate to rate."""
+    servers, runs = {}, []
     try:
-        tokens = provision(server, 2 * CONVERSATIONS + 2, out, "latency")
-        for rate in cfg["sweep"]:
-            log(f"latency: {rate} msgs/s paced, room + inbox")
-            with Usage(server) as usage:
-                s = loadtest(server.http_base, server.ws_base, tokens, out, f"latency {rate}", rate=rate,
-                             duration=cfg["duration"] + 10)
-            runs.append({"rate": rate, **brief(s), **usage.result,
-                         "paths_p99": {p: s["fanout"][p].get("p99") for p in s["fanout"]}})
-            log(f"  -> {runs[-1]}")
+        for target in TARGETS:
+            name = f"latency_{target.commit}"
+            server = servers[target.label] = start_server(out, name, target=target)
+            server.tokens = provision(server, 2 * CONVERSATIONS + 2, out, name)
+        for index, rate in enumerate(cfg["sweep"]):
+            for target in TARGETS if index % 2 == 0 else TARGETS[::-1]:
+                server = servers[target.label]
+                log(f"latency: {rate} msgs/s paced, room + inbox: {target.label}")
+                with Usage(server) as usage:
+                    s = loadtest(server.http_base, server.ws_base, server.tokens, out,
+                                 f"latency {rate} {target.commit}", rate=rate, duration=cfg["duration"] + 10)
+                runs.append({"rate": rate, "target": target.label, **brief(s), **usage.result,
+                             "paths_p99": {p: s["fanout"][p].get("p99") for p in s["fanout"]}})
+                log(f"  -> {runs[-1]}")
     finally:
-        server.stop()
-    plot_latency(runs, out / "fanout_latency.png")
+        for server in servers.values():
+            server.stop()
+    plot_latency([r for r in runs if r["target"] == TARGETS[0].label], out / "fanout_latency.png")
     return {"runs": runs, "plot": str(out / "fanout_latency.png")}
 
 
@@ -510,6 +713,15 @@ def main(argv=None):
     parser.add_argument("--postgres", nargs="?", const=os.environ.get("TEST_POSTGRES_URL",
                         "postgres://postgres@127.0.0.1:5432/postgres"), default=None, metavar="ADMIN_URL",
                         help="PostgreSQL instead of SQLite: a throwaway database per server on this admin URL")
+    parser.add_argument("--redis", nargs="?", const=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                        default=None, metavar="URL", help="the Redis channel layer (REDIS_URL) for every server")
+    parser.add_argument("--against", metavar="COMMIT", action="append", default=[],
+                        help="run the throughput and latency phases against this commit too, alternately "
+                             "(repeatable; the first is the base of the ratios)")
+    parser.add_argument("--conversations", type=int, default=None,
+                        help="throughput: only the floods with this many conversations")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="throughput: each flood this many times per target (default: quick 1, full 2)")
     args = parser.parse_args(argv)
     phases = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = set(phases) - set(PHASES)
@@ -519,20 +731,35 @@ def main(argv=None):
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # servers and holders inherit it
     cfg = MODES[args.mode]
     POSTGRES["admin_url"] = args.postgres
-    database = "postgres" if args.postgres else "sqlite"
+    REDIS["url"] = args.redis
+    database = ("postgres" if args.postgres else "sqlite") + ("-redis" if args.redis else "")
     out = Path(args.out or REPO_DIR / "results" / "bench" / f"{args.mode}-{database}")
     out.mkdir(parents=True, exist_ok=True)
     report_file = out / "bench.json"
     report = json.loads(report_file.read_text()) if report_file.exists() else {}
     report.update({"mode": args.mode, "database": database, "machine": machine(), "config": cfg})
     log(f"machine: {report['machine']}")
+    TARGETS[:] = [Target(f"this tree {report['machine']['commit']}", report["machine"]["commit"] or "head")]
+    for commit in args.against:
+        TARGETS.append(prepare_commit(commit, REPO_DIR / "results" / "bench" / "commits"))
+    if args.conversations:
+        cfg = {**cfg, "flood": [f for f in cfg["flood"] if f[2] == args.conversations]}
+        report["config"] = cfg
+    report["targets"] = [{"label": t.label, "commit": t.commit} for t in TARGETS]
+    rounds = args.rounds or ROUNDS[args.mode]
     for phase in phases:
         started = time.monotonic()
-        report[phase] = globals()[f"phase_{phase}"](cfg, out)
+        if phase == "throughput":
+            report[phase] = phase_throughput(cfg, out, rounds)
+        else:
+            report[phase] = globals()[f"phase_{phase}"](cfg, out)
         report[phase]["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         report[phase]["commit"] = report["machine"]["commit"]
         report[phase]["seconds"] = round(time.monotonic() - started, 1)
         report_file.write_text(json.dumps(report, indent=1))
+    if "throughput" in phases:
+        for line in summary_lines(report["throughput"]["summary"]):
+            print(line)
     log(f"done: {report_file}")
     return 0
 

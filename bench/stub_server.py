@@ -12,17 +12,11 @@ import argparse
 import asyncio
 import itertools
 import json
-import re
-import urllib.parse
 from collections import defaultdict
-from datetime import datetime, timezone
 
 from websockets.asyncio.server import broadcast, serve
 
-from habitto_client.tokens import jwt_user_id
-
-ROOM = re.compile(r"/ws/chat/(\d+)-(\d+)/")
-INBOX = re.compile(r"/ws/(?:chat/inbox|notifications)/(\d+)/")
+from bench.relay import INBOX, ROOM, inbox_frame, now_text, room_frame, token_user
 
 
 class Stub:
@@ -33,10 +27,8 @@ class Stub:
 
     async def handler(self, conn):
         path, _, query = conn.request.path.partition("?")
-        token = urllib.parse.parse_qs(query).get("token", [""])[0]
-        try:
-            user_id = jwt_user_id(token)
-        except Exception:
+        user_id = token_user(query)
+        if user_id is None:
             await conn.close(4401, "bad token")
             return
         if match := ROOM.fullmatch(path):
@@ -58,20 +50,11 @@ class Stub:
             async for raw in conn:
                 frame = json.loads(raw)
                 sender, receiver, content = frame["sender"], frame["receiver"], frame["content"]
-                message_id = next(self.ids)
-                created = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-                broadcast(members, json.dumps({
-                    "id": message_id, "sender": sender, "receiver": receiver, "content": content,
-                    "created_at": created, "edited_at": None, "is_read": False, "client_id": None,
-                }))
+                message_id, created = next(self.ids), now_text()
+                broadcast(members, room_frame(message_id, sender, receiver, content, created))
                 for owner, other in ((sender, receiver), (receiver, sender)):
                     if self.inboxes.get(owner):
-                        broadcast(self.inboxes[owner], json.dumps({
-                            "message_id": message_id, "sender": sender, "receiver": receiver,
-                            "content": content, "created_at": created, "counterpart_id": other,
-                            "counterpart_username": f"user{other}", "counterpart_full_name": f"user{other}",
-                            "counterpart_profile_picture": None,
-                        }))
+                        broadcast(self.inboxes[owner], inbox_frame(message_id, sender, receiver, content, created, other))
         finally:
             members.discard(conn)
 

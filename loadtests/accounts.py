@@ -26,10 +26,11 @@ def new_password():
     return "Lt-" + secrets.token_urlsafe(12)
 
 
-def provision_local(count, prefix, password, output, env=None, timeout=300):
-    """The bulk command (one password hash, bulk inserts); returns the accounts list."""
+def provision_local(count, prefix, password, output, env=None, timeout=300, python=None):
+    """The bulk command (one password hash, bulk inserts); returns the accounts list.
+    `python`: the server's interpreter when it is not this one (processes.manage)."""
     manage(env, "create_loadtest_users", "--count", str(count), "--prefix", prefix, "--password", password,
-           "--output", str(output), timeout=timeout)
+           "--output", str(output), timeout=timeout, python=python)
     return load(output)
 
 

@@ -173,7 +173,9 @@ async def test_a_row_the_database_refuses_fails_alone_in_its_batch(ws, make_user
 
     async def until_pending(count):
         for _ in range(300):
-            if len(batcher_module.batcher()._pending) == count:
+            # flushing: the first send has been enqueued (and, with 0 pending, taken)
+            batcher = batcher_module.batcher()
+            if batcher._flushing and len(batcher._pending) == count:
                 return
             await asyncio.sleep(0.01)
         raise AssertionError(f"{count} sends never queued")

@@ -65,23 +65,34 @@ def server_env(state_dir, database_url=None, redis_url=None, **extra):
     return env
 
 
-def manage(env, *args, timeout=600):
+def manage(env, *args, timeout=600, python=None):
     """Run a management command (`python -m django`, what stack/manage.py does) in a
-    subprocess with `env` (default: this process's environment); returns its stdout."""
+    subprocess with `env` (default: this process's environment) and `python` (default:
+    this interpreter; the benchmark's other commit has a virtualenv of its own); returns
+    its stdout."""
     env = {"DJANGO_SETTINGS_MODULE": SETTINGS_MODULE, **(os.environ if env is None else env)}
-    result = subprocess.run([sys.executable, "-m", "django", *args], env=env,
+    result = subprocess.run([python or sys.executable, "-m", "django", *args], env=env,
                             capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result.stdout
 
 
+def cpu_seconds_of(pid):
+    """CPU time (user + system) a process has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class ServerProcess:
     """`python -m habitto_server.serve` on the given ports, each answering HTTP and WebSocket;
-    start() returns once /healthz answers on every port. Also the tests' LiveServer."""
+    start() returns once /healthz answers on every port. Also the tests' LiveServer.
+    `python`: the interpreter (default: this one) whose habitto_server is served."""
 
-    def __init__(self, env, ports, log_path):
+    def __init__(self, env, ports, log_path, python=None):
         self.env = env
+        self.python = python or sys.executable
         self.ports = list(ports)
         self.log_path = Path(log_path)
         self.process = None
@@ -96,7 +107,7 @@ class ServerProcess:
     def start(self, timeout=60):
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "habitto_server.serve", "--host", "127.0.0.1",
+            [self.python, "-m", "habitto_server.serve", "--host", "127.0.0.1",
              "--ports", ",".join(map(str, self.ports))],
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
@@ -127,10 +138,7 @@ class ServerProcess:
         raise RuntimeError("no VmRSS")
 
     def cpu_seconds(self):
-        with open(f"/proc/{self.process.pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return cpu_seconds_of(self.process.pid)
 
     def stop(self):
         if self.process and self.process.poll() is None:
@@ -161,12 +169,12 @@ class LocalServer(ServerProcess):
     """A throwaway server for a load-test or benchmark run: temporary STATE_DIR (SQLite), free ports
     (WS port first, HTTP port second, like 8000 and 8001), state removed unless keep."""
 
-    def __init__(self, env_extra=None, ports=None, state_dir=None, keep=False, log_path=None):
+    def __init__(self, env_extra=None, ports=None, state_dir=None, keep=False, log_path=None, python=None):
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="habitto-loadtest-"))
         self.keep = keep
         extra = {"ACCESS_LOG": "0", **(env_extra or {})}
         super().__init__(server_env(self.state_dir, **extra), ports or (free_port(), free_port()),
-                         log_path or self.state_dir / "server.log")
+                         log_path or self.state_dir / "server.log", python)
 
     @property
     def ws_base(self):
@@ -177,7 +185,7 @@ class LocalServer(ServerProcess):
         return self.http_url(self.ports[-1])
 
     def migrate(self):
-        manage(self.env, "migrate", "--noinput")
+        manage(self.env, "migrate", "--noinput", python=self.python)
 
     def stop(self):
         super().stop()

@@ -251,6 +251,8 @@ HABITTO_CHAT = {
     "SEND_RATE_PER_SECOND": env_float("CHAT_SEND_RATE", 20.0, 0.01),
     "SEND_BURST": env_int("CHAT_SEND_BURST", 40, 1),
     "MAX_SOCKETS_PER_USER": env_int("CHAT_MAX_SOCKETS_PER_USER", 20, 1),
+    # Frames queued for a socket that does not read before it is closed with 4408.
+    "OUTBOX_FRAMES": env_int("CHAT_OUTBOX_FRAMES", 1000, 1),
     # Seconds a legacy socket's token is honoured past its expiry (docs/protocol.md).
     "SOCKET_TOKEN_GRACE": env_int("CHAT_SOCKET_TOKEN_GRACE", REFRESH_TOKEN_DAYS * 86400),
     "ALLOWED_ORIGINS": ALLOWED_ORIGINS,

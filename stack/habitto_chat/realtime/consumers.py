@@ -23,9 +23,7 @@ from collections import deque
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs
 
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 
 from .. import parsing, sends, wire
 from ..actions import do_open_conversation
@@ -36,6 +34,7 @@ from ..ratelimit import allow_send
 from ..tokens import expiry_leeway, socket_token_grace
 from .auth import origin_allowed
 from .batcher import batcher
+from .direct import DirectWebsocketConsumer
 from .hub import hub
 
 logger = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ class Refused(Exception):
         self.reason = reason
 
 
-class ChatSocket(AsyncWebsocketConsumer):
+class ChatSocket(DirectWebsocketConsumer):
     """What room and inbox sockets share: auth, origin, registration, outbox, expiry.
 
     A socket lives until its token's deadline (`_token_deadline`: legacy sockets get
@@ -167,16 +166,6 @@ class ChatSocket(AsyncWebsocketConsumer):
 
     async def authorize(self):
         """Raise Refused unless this user may open this socket."""
-
-    async def dispatch(self, message):
-        # Channels' dispatch hops to a thread to close old DB connections before every
-        # frame; these sockets touch the database only through database_sync_to_async
-        # and the batcher's writer thread, which do that themselves. Measured: the hop
-        # cost more than the rest of the frame's handling (docs/realtime.md).
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
 
     async def disconnect(self, code):
         self._release()
@@ -394,7 +383,7 @@ def _now():
     return datetime.now(timezone.utc)
 
 
-class UnknownPathConsumer(AsyncWebsocketConsumer):
+class UnknownPathConsumer(DirectWebsocketConsumer):
     channel_layer_alias = None
 
     async def connect(self):
