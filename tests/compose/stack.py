@@ -11,6 +11,8 @@ import subprocess
 import time
 import uuid
 
+import pytest
+
 from ops import compose_images
 from tests.support import services
 from tests.support.live import REPO_DIR, free_port, free_port_range, http_json
@@ -286,3 +288,14 @@ def running_stack(folder, newcomer=False, backends=1):
         if stack.brought_up:
             stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "15", timeout=180, check=False)
         stack.remove_image()
+
+
+def scaled_stack_fixture(backends):
+    """A module-scoped `stack` fixture: the scaled stack with `backends` replicas."""
+
+    @pytest.fixture(scope="module")
+    def stack(tmp_path_factory):
+        with running_stack(tmp_path_factory.mktemp("scaled"), backends=backends) as running:
+            yield running
+
+    return stack

@@ -16,18 +16,14 @@ import sys
 
 import pytest
 
-from tests.compose.stack import running_stack
+from tests.compose.stack import scaled_stack_fixture
 from tests.support.live import REPO_DIR
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 BACKENDS = 2
 
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with running_stack(tmp_path_factory.mktemp("faults"), backends=BACKENDS) as stack:
-        yield stack
+stack = scaled_stack_fixture(BACKENDS)
 
 
 def run_with_fault(stack, results, fault):

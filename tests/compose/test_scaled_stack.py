@@ -20,7 +20,7 @@ import urllib.request
 import pytest
 
 from habitto_client import ChatError, ChatSocket, inbox_url, room_url
-from tests.compose.stack import run, running_stack
+from tests.compose.stack import run, scaled_stack_fixture
 from tests.compose import test_compose_stack as default_stack
 from tests.compose.test_compose_stack import WAIT, accounts, post_message, sockets  # noqa: F401 - fixtures
 from tests.ops.conftest import compose_oncall_env, fab
@@ -32,11 +32,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 BACKENDS = 3
 
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    with running_stack(tmp_path_factory.mktemp("scaled"), backends=BACKENDS) as stack:
-        yield stack
+stack = scaled_stack_fixture(BACKENDS)
 
 
 def container_health(container):
