@@ -11,16 +11,11 @@ The Channels contract that the chat sockets and their tests rely on is kept:
   `websocket_*` handlers (`AsyncWebsocketConsumer`'s), through `dispatch`;
 - `StopConsumer` (raised by `websocket_disconnect`) ends the consumer cleanly; any other
   exception propagates to the server, as in Channels;
-- a consumer with a channel layer (`channel_layer_alias` not None) gets its channel,
-  its `groups`, and a second task reading the layer: one task for the socket's whole
-  life, not one per message. Handlers still never run concurrently (one lock, taken only
-  when a layer is in use), as under `await_many_dispatch`;
-- when the consumer ends (disconnect, an exception, or its task is cancelled at
-  shutdown) the layer reader is cancelled and awaited.
+- a consumer with a channel layer (`channel_layer_alias` not None) runs Channels' own
+  loop unchanged: a layer failure must not interrupt a handler mid-way, and handlers
+  must never overlap, which `await_many_dispatch` already guarantees. The chat sockets
+  have no layer (the hub fans out to them), so only they take the direct path.
 """
-
-import asyncio
-import functools
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
@@ -31,56 +26,15 @@ from channels.layers import get_channel_layer
 class DirectWebsocketConsumer(AsyncWebsocketConsumer):
     """`AsyncWebsocketConsumer` without a Task and an `asyncio.wait` per frame."""
 
-    _dispatch_lock = None  # only with a channel layer: the layer reader runs beside us
-    _layer_failure = None
-
     async def __call__(self, scope, receive, send):
-        self.scope = scope
-        self.base_send = send
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        reader = None
-        if self.channel_layer is not None:
-            self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-            self._dispatch_lock = asyncio.Lock()
-            reader = asyncio.get_running_loop().create_task(self._read_layer(asyncio.current_task()))
+        if get_channel_layer(self.channel_layer_alias) is not None:
+            return await super().__call__(scope, receive, send)
+        self.scope, self.base_send, self.channel_layer = scope, send, None
         try:
             while True:
-                message = await receive()
-                if self._dispatch_lock is None:
-                    await self.dispatch(message)
-                else:
-                    async with self._dispatch_lock:
-                        await self.dispatch(message)
+                await self.dispatch(await receive())
         except StopConsumer:
             pass
-        except asyncio.CancelledError:
-            # The layer reader cancels us when its handler raised: re-raise what it raised.
-            failure = self._layer_failure
-            if failure is None:
-                raise
-            asyncio.current_task().uncancel()
-            if not isinstance(failure, StopConsumer):
-                raise failure from None
-        finally:
-            if reader is not None:
-                reader.cancel()
-                try:
-                    await reader
-                except asyncio.CancelledError:
-                    pass
-
-    async def _read_layer(self, consumer_task):
-        try:
-            while True:
-                message = await self.channel_receive()
-                async with self._dispatch_lock:
-                    await self.dispatch(message)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as failure:  # StopConsumer or a handler's error ends the consumer
-            self._layer_failure = failure
-            consumer_task.cancel()
 
     async def dispatch(self, message):
         """Channels' dispatch without its thread hop to close old database connections
