@@ -46,12 +46,27 @@ def test_create_env_fills_fresh_secrets_private_and_says_where(tmp_path):
     assert read_env(other / ".env")["SECRET_KEY"] != values["SECRET_KEY"]  # fresh every time
 
 
-def test_create_env_never_touches_an_existing_env(tmp_path):
+def test_create_env_keeps_an_existing_env_and_appends_only_new_settings(tmp_path):
+    """A .env made before .env.example gained a setting (an image of a new profile) gets
+    that setting appended; its own lines, secrets included, stay as they are."""
     env_file = tmp_path / ".env"
-    env_file.write_text("SECRET_KEY=mine\n")
+    example = read_env(EXAMPLE)
+    mine = "SECRET_KEY=mine\nPOSTGRES_IMAGE=my/postgres:15\n"
+    env_file.write_text(mine)
     again = create_env(tmp_path)
-    assert again.returncode == 0 and again.stdout == ""
-    assert env_file.read_text() == "SECRET_KEY=mine\n"
+    assert again.returncode == 0, again.stderr
+    text = env_file.read_text()
+    assert text.startswith(mine)
+    values = read_env(env_file)
+    assert values["SECRET_KEY"] == "mine" and values["POSTGRES_IMAGE"] == "my/postgres:15"
+    assert "POSTGRES_PASSWORD" not in values  # a secret is never made up for an existing volume
+    assert values["NGINX_IMAGE"] == example["NGINX_IMAGE"]
+    assert set(values) == set(example) - {"POSTGRES_PASSWORD"}
+    assert "NGINX_IMAGE" in again.stdout and "POSTGRES_IMAGE" not in again.stdout
+
+    unchanged = create_env(tmp_path)
+    assert unchanged.returncode == 0 and unchanged.stdout == ""
+    assert env_file.read_text() == text
 
 
 def test_images_are_named_once_in_env_example():
