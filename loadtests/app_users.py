@@ -25,7 +25,7 @@ from locust import task
 from locust.exception import StopUser
 
 from habitto_client import (
-    AppHTTP, ChatError, HTTPStatusError, inbox_url, notifications_url, room_url,
+    AppHTTP, ChatError, HTTPStatusError, inbox_url, notifications_url, room_frame, room_url,
 )
 
 from . import app_journey as journey
@@ -257,7 +257,7 @@ class Phone:
         seq = self.seq
         self.seq += 1
         content = tracking.make_content(STATE.run_id, self.id, seq, self.scenario.message_bytes)
-        frame = json.dumps({"sender": self.id, "receiver": partner.id, "content": content})
+        frame = json.dumps(room_frame(self.id, partner.id, content))
         started = time.monotonic()
         tracker.expect(self.id, seq, started, self.conversation, paths)
         self.log("screen", "WS send room")

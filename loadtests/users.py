@@ -44,7 +44,8 @@ from locust import User, constant, task
 from locust.exception import StopUser
 
 from habitto_client import (
-    ChatError, ChatHTTP, ChatSocket, Session, SocketClosed, Timeout, inbox_url, jwt_user_id, room_url,
+    ChatError, ChatHTTP, ChatSocket, Session, SocketClosed, Timeout, inbox_url, jwt_user_id, room_frame,
+    room_url, send_frame,
 )
 
 from . import faults
@@ -370,7 +371,7 @@ class ConversationUser(ChatSocketUser):
         """Protocol 2: every message of `me` not acknowledged yet (nor found by the catch
         up) again, with its client_id: the server stores it once and acknowledges it."""
         for seq in STATE.tracker.unacknowledged(me.id, self.key):
-            frame = self.send_frame(me, seq)
+            frame = self.frame_for(me, seq)
             try:
                 sock.send_text(frame)
             except ChatError as exc:
@@ -378,12 +379,11 @@ class ConversationUser(ChatSocketUser):
                 return  # the next reconnect resends what is still unacknowledged
             self.report("WS", "resend", 0, len(frame))
 
-    def send_frame(self, me, seq):
+    def frame_for(self, me, seq):
         content = tracking.make_content(STATE.run_id, me.id, seq, self.scenario.message_bytes)
         if self.scenario.protocol == 2:
-            return json.dumps({"type": "message.send", "content": content,
-                               "client_id": tracking.marker(STATE.run_id, me.id, seq)})
-        return json.dumps({"sender": me.id, "receiver": me.partner_id, "content": content})
+            return json.dumps(send_frame(content, tracking.marker(STATE.run_id, me.id, seq)))
+        return json.dumps(room_frame(me.id, me.partner_id, content))
 
     def thread_since(self, me, after_id, name):
         """Every message of the conversation after `after_id` (0: all of it, by page)."""
@@ -450,7 +450,7 @@ class ConversationUser(ChatSocketUser):
                     break
                 intended = max(intended, monotonic())
             seq = me.seq
-            frame = self.send_frame(me, seq)
+            frame = self.frame_for(me, seq)
             tracker.expect(me.id, seq, intended, self.key)
             if window:
                 me.in_flight += 1

@@ -51,7 +51,7 @@ Errors (all subclasses of ChatError)::
     ProtocolError    a frame or body the protocol does not allow
 
 Helpers: jwt_claims(token), jwt_user_id(token) (no verification), room_frame(sender,
-receiver, content), read_room_frame(obj), read_inbox_frame(obj), is_error_frame(obj).
+receiver, content), send_frame(content, client_id) (protocol 2), read_room_frame(obj), read_inbox_frame(obj), is_error_frame(obj).
 """
 
 from .errors import (
@@ -73,6 +73,7 @@ from .frames import (
     read_inbox_frame,
     read_room_frame,
     room_frame,
+    send_frame,
 )
 from .http import ChatHTTP, Response, Session, route_name
 from .sockets import ChatSocket, inbox_url, notifications_url, room_path, room_url, ws_url_for
@@ -83,5 +84,5 @@ __all__ = [
     "HandshakeRejected", "InboxFrame", "ProtocolError", "Response", "RoomMessage",
     "ServerRejected", "Session", "SocketClosed", "Timeout", "inbox_url", "is_error_frame",
     "jwt_claims", "jwt_user_id", "notifications_url", "read_inbox_frame", "read_room_frame", "room_frame",
-    "room_path", "room_url", "route_name", "ws_url_for",
+    "room_path", "room_url", "route_name", "send_frame", "ws_url_for",
 ]

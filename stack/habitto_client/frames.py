@@ -51,6 +51,12 @@ def room_frame(sender, receiver, content):
     return {"sender": int(sender), "receiver": int(receiver), "content": content}
 
 
+def send_frame(content, client_id):
+    """Protocol 2, client -> server on a room socket: a send the server acknowledges by
+    `client_id` (and stores once, however often it is repeated)."""
+    return {"type": "message.send", "content": content, "client_id": client_id}
+
+
 def is_error_frame(obj):
     return isinstance(obj, dict) and "error" in obj and "code" in obj and "id" not in obj
 
