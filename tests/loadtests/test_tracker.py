@@ -106,3 +106,20 @@ def test_arrival_after_the_drain_is_late_not_duplicate():
     tracker.give_up("c")
     tracker.arrived("b-room", "partner_room", make_content("run", 1, 0, 10), 30.0)
     assert anomalies == [("late", "partner_room")]
+
+
+def test_a_resent_message_acknowledged_twice_is_not_a_duplicate():
+    """Protocol 2 resends an unacknowledged message with its client_id after a reconnect;
+    the first ack may still arrive (on the old socket) before the resend's own ack. Two acks
+    of a resent message are one delivery; two acks of a message never resent are a duplicate."""
+    tracker, paths, anomalies = make_tracker()
+    tracker.expect(1, 0, 0.0, "c")
+    tracker.expect(1, 1, 0.0, "c")
+    assert tracker.unacknowledged(1, "c") == [0, 1]  # the reconnect resends both
+    for _ in range(2):
+        tracker.arrived("a-room", "sender_echo", make_content("run", 1, 0, 10), 1.0)
+    assert anomalies == [] and [p for p, _, _ in paths] == ["sender_echo"]
+    tracker.expect(1, 2, 0.0, "c")
+    for _ in range(2):
+        tracker.arrived("a-room", "sender_echo", make_content("run", 1, 2, 10), 1.0)
+    assert anomalies == [("duplicate", "sender_echo")]
