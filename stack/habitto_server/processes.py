@@ -3,7 +3,9 @@ and a state folder of their own. The test suite's live servers (tests/support/li
 load tester's throwaway server and the benchmarks' servers (LocalServer) are all built on
 ServerProcess. Development and test tooling: nothing in the server imports it."""
 
+import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -24,11 +26,15 @@ def free_port():
 
 def free_port_range(count):
     """A first port such that it and the next count-1 ports are all free right now (for
-    `serve --port-base`, the scaled Compose stack's BACKEND_PORT_BASE)."""
+    `serve --port-base`, the scaled Compose stack's BACKEND_PORT_BASE). Drawn below the
+    kernel's ephemeral range: outgoing connections (to PostgreSQL, Redis...) take their
+    local ports from that range and could take one of ours before the servers bind it."""
+    ephemeral_low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    low = min(20000, ephemeral_low // 2)
     for _ in range(50):
-        first = free_port()
-        if first + count > 65536:
-            continue
+        first = random.randrange(low, ephemeral_low - count)
         held = []
         try:
             for port in range(first, first + count):
