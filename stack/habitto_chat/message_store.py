@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connection, connections
 
 from .models import Message
@@ -51,6 +52,11 @@ _FIELDS = [f for f in Message._meta.concrete_fields if not f.primary_key and not
 _ROW_FIELDS = [Message._meta.get_field(name) for name in _ROW_ATTRIBUTES]
 _BATCH_FIELDS = [f for f in _FIELDS if f.attname not in _ROW_ATTRIBUTES]
 _row_values = attrgetter(*_ROW_ATTRIBUTES)
+# Every value goes in as a plain parameter: a field with its own SQL placeholder or a
+# database default needs Django's compiler, so a model change that adds one fails here.
+_NEEDS_COMPILER = [f.name for f in _FIELDS if hasattr(f, "get_placeholder") or f.has_db_default()]
+if _NEEDS_COMPILER:
+    raise ImproperlyConfigured(f"message_store cannot insert Message fields {_NEEDS_COMPILER}")
 # Rows per statement follow Django's max_query_params (SQLite: 999 in Django 5.2).
 # PostgreSQL has none there: its UNNEST form takes 7 parameters for any row count, and
 # chunks stay under what its protocol's 16-bit parameter count would allow a VALUES form.

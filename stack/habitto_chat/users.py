@@ -3,7 +3,9 @@
 The host project plugs its own source in with HABITTO_CHAT["USER_CARDS"], a dotted path
 to `cards(user_ids) -> {id: UserCard}`. It is called with every user of a page or a
 batch at once, so it can load them in one query. A hook that also fills `active`
-(the user's is_active) saves the send path a query per batch.
+(the user's is_active) saves the send path a query per batch; it must then read it fresh
+on every call, never from a cache, or a deactivated user keeps sending until the cache
+expires. A hook that caches cards leaves `active` None.
 """
 
 from dataclasses import dataclass
