@@ -11,6 +11,7 @@ SCENARIOS_FILE = Path(__file__).with_name("scenarios.toml")
 THRESHOLD_KEYS = {
     "p95_complete_ms", "p99_complete_ms", "max_error_rate", "max_lost", "max_duplicated",
     "max_out_of_order", "min_completed", "p95_rest_ms", "p99_rest_ms", "max_rest_error_rate",
+    "p95_login_ms", "p99_login_ms",
 }
 # Tables merged key by key like `thresholds`; their keys are fixed by [defaults].
 TABLES = ("faults", "validity", "regression", "capacity", "phones")

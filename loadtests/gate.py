@@ -21,6 +21,7 @@ REST_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")  # the app scenario's r
 EXIT_INVALID = 3
 # Timed rows besides the fan-out: REST calls, socket handshakes. "WS send" is the
 # generator's own lag (a validity figure, not the server's latency).
+LOGIN_ROUTE = "POST /api/login/"  # judged apart from the other REST rows (see judge)
 NOT_A_REQUEST_ROW = {("send", "WS"), ("late start", "WS")}
 
 
@@ -123,10 +124,16 @@ def judge(summary, thresholds):
         "max_out_of_order": summary["out_of_order"],
         "min_completed": complete.get("count", 0),
     }
-    # REST rows: the worst route is what a threshold judges (every route must hold).
-    rest = summary.get("rest", {}).values()
-    for name, key in (("p95_rest_ms", "p95"), ("p99_rest_ms", "p99"), ("max_rest_error_rate", "error_rate")):
-        measured[name] = max((row[key] for row in rest), default=0)
+    # REST rows: the worst route is what a threshold judges (every route must hold). The
+    # login hashes a password on purpose (hundreds of ms): its times have limits of their
+    # own; its errors count like any route's.
+    rows = summary.get("rest", {})
+    timed = [row for route, row in rows.items() if route != LOGIN_ROUTE]
+    for name, key in (("p95_rest_ms", "p95"), ("p99_rest_ms", "p99")):
+        measured[name] = max((row[key] for row in timed), default=0)
+    measured["max_rest_error_rate"] = max((row["error_rate"] for row in rows.values()), default=0)
+    login = rows.get(LOGIN_ROUTE, {})
+    measured["p95_login_ms"], measured["p99_login_ms"] = login.get("p95", 0), login.get("p99", 0)
     checks = []
     for name, limit in sorted(thresholds.items()):
         value = measured[name]

@@ -114,16 +114,20 @@ def test_refreshed_tokens_are_read_where_the_app_reads_them(body, access, refres
 
 
 def test_rest_rows_are_gated_by_their_worst_route():
-    """p95/p99 and the error rate of every REST route: the worst one decides."""
+    """p95/p99 and the error rate of every REST route: the worst one decides; the login's
+    times (a password hash) are judged by limits of their own, its errors like any route's."""
     from loadtests import gate
 
     summary = {"fanout": {"complete": {"count": 10, "p95": 40, "p99": 60}}, "error_rate": 0.0, "lost": 0,
                "duplicated": 0, "out_of_order": 0,
-               "rest": {"GET /api/users/": {"p95": 30, "p99": 40, "error_rate": 0.0},
-                        "POST /api/login/": {"p95": 300, "p99": 900, "error_rate": 0.5}}}
-    limits = {"p95_rest_ms": 250, "p99_rest_ms": 1000, "max_rest_error_rate": 0.0}
+               "rest": {"GET /api/users/": {"p95": 300, "p99": 400, "error_rate": 0.0},
+                        "GET /api/profiles/me/": {"p95": 30, "p99": 900, "error_rate": 0.0},
+                        "POST /api/login/": {"p95": 1600, "p99": 1700, "error_rate": 0.5}}}
+    limits = {"p95_rest_ms": 250, "p99_rest_ms": 1000, "max_rest_error_rate": 0.0,
+              "p95_login_ms": 1500, "p99_login_ms": 3000}
     verdict = {name: (value, ok) for name, _, value, ok in gate.judge(summary, limits)}
-    assert verdict == {"p95_rest_ms": (300, False), "p99_rest_ms": (900, True), "max_rest_error_rate": (0.5, False)}
+    assert verdict == {"p95_rest_ms": (300, False), "p99_rest_ms": (900, True), "max_rest_error_rate": (0.5, False),
+                       "p95_login_ms": (1600, False), "p99_login_ms": (1700, True)}
 
 
 def test_app_scenarios_load_and_churn_needs_the_phones():
