@@ -253,12 +253,12 @@ def test_offline_edits_deletions_receipts_and_clears_are_recovered_with_since(si
     assert set(phone.held) == {*a, b1, c1}
 
     # While the phone is offline:
-    edited = alice_sock.request({"type": "edit", "message_id": a[1], "content": "alice 1, edited"})
+    edited = alice_sock.request({"type": "edit", "message_id": a[1], "content": "alice 1, edited"}, "message.edited")
     assert edited.get("type") != "error", edited
     alice_sock.wait(lambda f: f.get("type") == "message.edited" and f["message"]["id"] == a[1])
     status, body = http_json("DELETE", f"{api}/api/messages/{a[2]}/", token=alice["token"])
     assert status in (200, 204), body
-    read = alice_sock.request({"type": "read", "message_id": b1})
+    read = alice_sock.request({"type": "read", "message_id": b1}, "thread.read")
     assert read.get("type") != "error", read
     alice_sock.wait_type("thread.read", reader=alice["id"], last_read_id=b1)
     status, body = http_json("POST", f"{api}/api/messages/mark_thread_read/", {"other_user_id": alice["id"]},

@@ -43,7 +43,7 @@ NOBODY = 10**9
 def server(tmp_path_factory, v2_database):
     state = tmp_path_factory.mktemp("v2-errors")
     env = server_env(state, database_url=v2_database, **SERVER_SETTINGS)
-    users = Users(provision(env, 20, "v2err"), SIGNING_KEY)
+    users = Users(provision(env, 30, "v2err"), SIGNING_KEY)
     with LiveServer(env, [free_port()], state / "server.log") as live:
         live.users = users
         live.database = v2_database
@@ -101,7 +101,7 @@ def test_opening_without_resume_hello_sync_done_presence_snapshot_then_ping(serv
         assert [u["user"] for u in frames[2]["users"]] == [bob["id"]], frames[2]
         assert set(frames[2]["users"][0]) == {"user", "online", "last_seen"}, frames[2]
         assert len(frames) == 3, f"nothing else unasked: {frames[3:]}"
-        pong = sock.request({"type": "ping", "nonce": "n-1"})
+        pong = sock.request({"type": "ping", "nonce": "n-1"}, "pong")
         assert pong["type"] == "pong" and pong["nonce"] == "n-1" and pong["server_time"].endswith("Z"), pong
         start = len(sock.frames)
         sock.send({"type": "ping"})
@@ -200,15 +200,30 @@ def test_every_error_code_over_the_live_socket(server):
     with V2Socket(v2_url(server, friend["token"])) as friend_sock:
         friends_message = send(friend_sock, me["id"], "from a friend")
     sock = opened(server, me)
-    answers = []
+    answers, problems = [], []  # every case runs; the mismatches are reported together
+
+    def answer_to(send_it, ref=None):
+        start = len(sock.frames)
+        send_it()
+        try:
+            return sock.wait(lambda f: f.get("type") in ("error", "ack") or (ref and f.get("ref") == ref), start=start)
+        except AssertionError:
+            return None
+
+    def judge(sent, code, answer, ref=None):
+        answers.append(answer)
+        try:
+            assert answer is not None, "no answer"
+            check_error(answer, code, ref)
+        except AssertionError as failure:
+            problems.append(f"{str(sent)[:120]}: expected {code} (ref {ref}), got {answer} ({str(failure)[:80]})")
 
     def expect(frame, code):
-        answers.append(check_error(sock.request(frame), code))
+        ref = uuid.uuid4().hex[:12]
+        judge(frame, code, answer_to(lambda: sock.send({**frame, "ref": ref}), ref), ref)
 
     def expect_raw(text, code, binary=False):
-        start = len(sock.frames)
-        sock.send_binary(text) if binary else sock.send_text(text)
-        answers.append(check_error(sock.wait(lambda f: f.get("type") == "error", start=start), code))
+        judge(text, code, answer_to(lambda: sock.send_binary(text) if binary else sock.send_text(text)))
 
     def send_frame(to=friend["id"], content="hi", **extra):
         return {"type": "send", "to": to, "content": content, "client_id": uuid.uuid4().hex, **extra}
@@ -238,9 +253,7 @@ def test_every_error_code_over_the_live_socket(server):
         expect({**send_frame(), "client_id": ""}, "invalid_client_id")
         expect({**send_frame(), "client_id": "c" * 65}, "invalid_client_id")
         expect({**send_frame(), "client_id": "line\nbreak"}, "invalid_client_id")
-        missing = sock.request({"type": "send", "to": friend["id"], "content": "no client_id"})
-        assert missing.get("code") in ("invalid_client_id", "invalid_frame"), missing  # SPEC: REQUIRED
-        answers.append(missing)
+        expect({"type": "send", "to": friend["id"], "content": "no client_id"}, "invalid_client_id")  # REQUIRED
 
         # client_id: the same send again is a duplicate; to someone else a conflict.
         first = sock.request(send_frame(content="stored once", client_id="once"))
@@ -265,19 +278,20 @@ def test_every_error_code_over_the_live_socket(server):
         expect({"type": "sync", "after_id": 0, "since": None, "recent": ["x"]}, "invalid_cursor")
         expect({"type": "sync", "after_id": 0, "since": None, "recent": list(range(1, 1002))}, "invalid_cursor")
 
-        pong = sock.request({"type": "ping", "nonce": 7})
+        pong = sock.request({"type": "ping", "nonce": 7}, "pong")
         assert pong["type"] == "pong" and pong["nonce"] == 7, "the socket stays open and usable"
         errors_seen = [f for f in sock.frames if f.get("type") == "error"]
-        assert len(errors_seen) == len([a for a in answers if a["type"] == "error"]), "one answer per frame"
+        assert len(errors_seen) == len([a for a in answers if a and a["type"] == "error"]), "one answer per frame"
     finally:
         sock.close()
+    assert not problems, "\n".join(problems)
     assert not sock.close_code or sock.close_code == 1000, sock.close_code
     assert thread_contents(server, me, friend["id"]) == ["from a friend", "stored once"]
     assert thread_contents(server, me, third["id"]) == []
     # A bad cursor in the opening query is an error frame too, on a socket that stays open.
     with V2Socket(v2_url(server, me["token"], after_id=0, since="not-a-cursor")) as sock:
         check_error(sock.wait_type("error"), "invalid_cursor")
-        assert sock.request({"type": "ping"})["type"] == "pong"
+        assert sock.request({"type": "ping"}, "pong")["type"] == "pong"
     with V2Socket(v2_url(server, me["token"], after_id="many")) as sock:
         check_error(sock.wait_type("error"), "invalid_cursor")
 
@@ -401,8 +415,10 @@ def test_store_failed_and_server_error(server):
         answers = [sock.wait(lambda f, ref=ref: f.get("ref") == ref) for ref in refs]
         assert answers[0]["type"] == answers[2]["type"] == "ack", answers
         check_error(answers[1], "store_failed", ref="refused")
-        check_error(sock.request({"type": "read", "message_id": to_read}), "server_error")
-        assert sock.request({"type": "ping"})["type"] == "pong"
+        start = len(sock.frames)
+        sock.send({"type": "read", "message_id": to_read, "ref": "broken-read"})
+        check_error(sock.wait_type("error", start=start), "server_error", ref="broken-read")
+        assert sock.request({"type": "ping"}, "pong")["type"] == "pong"
     finally:
         sock.close()
         sql(server, "DROP TRIGGER IF EXISTS v2test_refuse_message ON habitto_chat_message;"

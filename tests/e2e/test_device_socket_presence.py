@@ -110,15 +110,15 @@ def test_typing_and_presence_reach_contacts_across_processes_and_never_strangers
 
     # Typing at a stranger (or at nobody) is refused alike, and reaches no one.
     for to in (mallory["id"], NOBODY):
-        answer = alice_a.request({"type": "typing", "to": to, "state": "start"})
+        answer = alice_a.request({"type": "typing", "to": to, "state": "start"}, "typing")
         assert answer["type"] == "error" and answer["code"] == "no_conversation", answer
-    answer = mallory_a.request({"type": "typing", "to": alice["id"], "state": "start"})
+    answer = mallory_a.request({"type": "typing", "to": alice["id"], "state": "start"}, "typing")
     assert answer["type"] == "error" and answer["code"] == "no_conversation", answer
 
     # presence.query: about contacts only; nothing at all about strangers.
-    answer = mallory_b.request({"type": "presence.query", "users": [alice["id"], bob["id"], dave["id"], NOBODY]})
+    answer = mallory_b.request({"type": "presence.query", "users": [alice["id"], bob["id"], dave["id"], NOBODY]}, "presence.snapshot")
     assert answer["type"] == "presence.snapshot" and set(snapshot_of(answer)) == {dave["id"]}, answer
-    answer = bob_b.request({"type": "presence.query", "users": [alice["id"], mallory["id"]]})
+    answer = bob_b.request({"type": "presence.query", "users": [alice["id"], mallory["id"]]}, "presence.snapshot")
     entries = snapshot_of(answer)
     assert set(entries) == {alice["id"]} and entries[alice["id"]]["online"] is True, answer
 

@@ -125,12 +125,18 @@ class V2Socket:
         time.sleep(seconds)
         return self.frames[start:]
 
-    def request(self, frame, timeout=5):
-        """Send a frame with a fresh ref; the answer (ack or error) carrying that ref."""
+    def request(self, frame, reply=None, timeout=5):
+        """Send a frame with a fresh ref; its answer: the ack or error carrying that ref
+        (SPEC-v2 copies refs into those only), or the first frame after it of type
+        `reply` (pong, presence.snapshot, message.edited...)."""
         ref = uuid.uuid4().hex[:16]
         start = len(self.frames)
         self.send({**frame, "ref": ref})
-        return self.wait(lambda f: f.get("ref") == ref, timeout, start, what=f"the answer to {frame}")
+
+        def answers(f):
+            return f.get("ref") == ref or (reply is not None and f.get("type") == reply)
+
+        return self.wait(answers, timeout, start, what=f"the answer to {frame}")
 
     # --- closing ------------------------------------------------------------------------
     def close(self):
