@@ -145,6 +145,45 @@ def user_deactivated_event(user_id):
 SESSION_EVENTS = ("session.revoked", "user.deactivated")
 
 
+# --- ephemeral events: typing and presence (realtime/presence.py publishes them) ------
+# Never stored nor replayed; only device sockets (/ws/v2/) show them.
+
+
+def typing_event(user_id, to_id, state):
+    """To the other person's devices only (not the typist's own other devices)."""
+    return {
+        "type": "typing",
+        "recipients": [to_id],
+        "pair": sorted((user_id, to_id)),
+        "user": user_id,
+        "state": state,
+    }
+
+
+def presence_event(user_id, online, last_seen, contact_ids):
+    """A user's first device came online or the last one went away; to their contacts."""
+    return {
+        "type": "presence",
+        "recipients": list(contact_ids),
+        "pair": None,
+        "user": user_id,
+        "online": online,
+        "last_seen": iso(last_seen),
+    }
+
+
+EPHEMERAL_EVENTS = ("typing", "presence")
+
+
+def presence_entry(user_id, online, last_seen):
+    """One user in a presence.snapshot frame; last_seen is null while online or when unknown."""
+    return {"user": user_id, "online": online, "last_seen": None if online else iso(last_seen)}
+
+
+def presence_snapshot_frame(entries):
+    return {"type": "presence.snapshot", "users": entries}
+
+
 # --- notifications -------------------------------------------------------------------
 
 
@@ -295,6 +334,11 @@ def v2_frame(event, owner_id, base_url):
         frame["cleared_before_id"] = event["cleared_before_id"]
     elif kind == "notification.created":
         frame["notification"] = event["notification"]
+    elif kind == "typing":
+        frame.update(user=event["user"], state=event["state"])
+    elif kind == "presence":  # about one user, not a conversation: no pair
+        frame.update(user=event["user"], online=event["online"], last_seen=event["last_seen"])
+        return frame
     frame["pair"] = event["pair"]
     return frame
 

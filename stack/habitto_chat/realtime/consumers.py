@@ -313,7 +313,8 @@ class RoomConsumer(ChatSocket):
             self.send_error("store_failed", "The message could not be stored; send it again.")
 
     def on_event(self, event, frames):
-        if event["pair"] != self.pair:
+        # Typing and presence are for device sockets (/ws/v2/) only.
+        if event["pair"] != self.pair or event["type"] in wire.EPHEMERAL_EVENTS:
             return
         if self.v2:
             self.push(wire.v2_text(event, frames, self.user_id, self._base_url))
@@ -331,6 +332,8 @@ class InboxConsumer(ChatSocket):
             raise Refused(FORBIDDEN, "not your inbox")
 
     def on_event(self, event, frames):
+        if event["type"] in wire.EPHEMERAL_EVENTS:  # for device sockets (/ws/v2/) only
+            return
         if self.v2:
             self.push(wire.v2_text(event, frames, self.user_id, self._base_url))
         elif event["type"] == "message.created":
