@@ -1,15 +1,14 @@
 """Validation of one send, wherever it comes from: a REST body, a legacy room frame, a
 protocol-2 frame or server-side code. Each check raises InvalidInput with the code
 clients see (a 400 envelope or an error frame); what passes is a `SendRequest`.
-The device socket's typing and presence.query frames are checked here too.
 """
 
 import unicodedata
 from dataclasses import dataclass
 
+from . import parsing
 from .conf import chat_setting
 from .errors import InvalidInput
-from .parsing import MAX_ID
 
 MAX_CLIENT_ID = 64
 LEGACY_KEYS = frozenset({"sender", "receiver", "content"})
@@ -118,41 +117,35 @@ def v2_room_send(frame, user_id, other_id, conversation_id):
     return SendRequest(user_id, other_id, conversation_id, content, client_id)
 
 
-# --- /ws/v2/ typing and presence frames (realtime/presence.py) -----------------------
+# --- the device socket's frames (/ws/v2/, docs/protocol.md) ---------------------------
+# Unknown keys are ignored (a newer client may send more); a missing or mistyped key is
+# invalid_frame, a bad value has its own code.
 
-TYPING_KEYS = frozenset({"type", "to", "state", "ref"})
-PRESENCE_QUERY_KEYS = frozenset({"type", "users", "ref"})
-TYPING_STATES = ("start", "stop")
 MAX_PRESENCE_QUERY = 100
+TYPING_STATES = frozenset({"start", "stop"})
 
 
-def _user_id(value):
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+def _id_value(frame, key):
+    value = frame.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= parsing.MAX_ID:
+        raise _frame_error(f"{key} must be a positive integer id.")
+    return value
 
 
-def _known_keys(frame, allowed):
-    if not isinstance(frame, dict):
-        raise _frame_error("A frame must be a JSON object.")
-    unknown = frame.keys() - allowed
-    if unknown:
-        raise _frame_error(f"unknown keys {sorted(unknown)}.")
-
-
-def typing_frame(frame):
-    """{"type": "typing", "to": ID, "state": "start"|"stop"} -> (to, state)."""
-    _known_keys(frame, TYPING_KEYS)
-    to, state = frame.get("to"), frame.get("state")
-    if not _user_id(to):
-        raise _frame_error("to must be a user id.")
+def device_typing(frame):
+    """{"type": "typing", "to", "state"} -> (to, state)."""
+    to = _id_value(frame, "to")
+    state = frame.get("state")
     if state not in TYPING_STATES:
         raise _frame_error('state must be "start" or "stop".')
     return to, state
 
 
-def presence_query_frame(frame):
-    """{"type": "presence.query", "users": [ids, at most 100]} -> the ids, once each, in order."""
-    _known_keys(frame, PRESENCE_QUERY_KEYS)
+def device_presence_query(frame):
+    """{"type": "presence.query", "users": [ids]} -> the distinct ids, in order."""
     users = frame.get("users")
-    if not isinstance(users, list) or len(users) > MAX_PRESENCE_QUERY or not all(map(_user_id, users)):
+    if not isinstance(users, list) or len(users) > MAX_PRESENCE_QUERY:
         raise _frame_error(f"users must be a list of at most {MAX_PRESENCE_QUERY} user ids.")
+    if not all(isinstance(u, int) and not isinstance(u, bool) and 0 < u <= parsing.MAX_ID for u in users):
+        raise _frame_error("users must be positive integer ids.")
     return list(dict.fromkeys(users))

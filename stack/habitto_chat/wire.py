@@ -145,23 +145,13 @@ def user_deactivated_event(user_id):
 SESSION_EVENTS = ("session.revoked", "user.deactivated")
 
 
-# --- ephemeral events: typing and presence (realtime/presence.py publishes them) ------
-# Never stored nor replayed; only device sockets (/ws/v2/) show them.
+def typing_event(user_id, other_id, state):
+    """`user_id` started or stopped typing to `other_id`: to the other person's devices."""
+    return {"type": "typing", "recipients": [other_id], "pair": sorted((user_id, other_id)), "user": user_id, "state": state}
 
 
-def typing_event(user_id, to_id, state):
-    """To the other person's devices only (not the typist's own other devices)."""
-    return {
-        "type": "typing",
-        "recipients": [to_id],
-        "pair": sorted((user_id, to_id)),
-        "user": user_id,
-        "state": state,
-    }
-
-
-def presence_event(user_id, online, last_seen, contact_ids):
-    """A user's first device came online or the last one went away; to their contacts."""
+def presence_event(user_id, contact_ids, online, last_seen):
+    """`user_id`'s first device came up or last device went down: to their contacts."""
     return {
         "type": "presence",
         "recipients": list(contact_ids),
@@ -172,16 +162,8 @@ def presence_event(user_id, online, last_seen, contact_ids):
     }
 
 
-EPHEMERAL_EVENTS = ("typing", "presence")
-
-
-def presence_entry(user_id, online, last_seen):
-    """One user in a presence.snapshot frame; last_seen is null while online or when unknown."""
-    return {"user": user_id, "online": online, "last_seen": None if online else iso(last_seen)}
-
-
-def presence_snapshot_frame(entries):
-    return {"type": "presence.snapshot", "users": entries}
+# Ephemeral events only the device socket (/ws/v2/) carries.
+DEVICE_EVENTS = ("typing", "presence")
 
 
 # --- notifications -------------------------------------------------------------------
@@ -336,9 +318,8 @@ def v2_frame(event, owner_id, base_url):
         frame["notification"] = event["notification"]
     elif kind == "typing":
         frame.update(user=event["user"], state=event["state"])
-    elif kind == "presence":  # about one user, not a conversation: no pair
-        frame.update(user=event["user"], online=event["online"], last_seen=event["last_seen"])
-        return frame
+    elif kind == "presence":
+        return {"type": kind, "user": event["user"], "online": event["online"], "last_seen": event["last_seen"]}
     frame["pair"] = event["pair"]
     return frame
 
@@ -349,6 +330,15 @@ def v2_ack(client_id, message_id, created):
 
 def v2_error(code, text):
     return {"type": "error", "code": code, "message": text}
+
+
+def presence_item(user_id, online, last_seen):
+    return {"user": user_id, "online": online, "last_seen": iso(last_seen)}
+
+
+def presence_snapshot_frame(items):
+    """`items`: presence_item dicts of the contacts asked about."""
+    return {"type": "presence.snapshot", "users": items}
 
 
 # --- frame texts, serialized once per event ---------------------------------------------

@@ -313,8 +313,7 @@ class RoomConsumer(ChatSocket):
             self.send_error("store_failed", "The message could not be stored; send it again.")
 
     def on_event(self, event, frames):
-        # Typing and presence are for device sockets (/ws/v2/) only.
-        if event["pair"] != self.pair or event["type"] in wire.EPHEMERAL_EVENTS:
+        if event["pair"] != self.pair or event["type"] in wire.DEVICE_EVENTS:
             return
         if self.v2:
             self.push(wire.v2_text(event, frames, self.user_id, self._base_url))
@@ -332,7 +331,7 @@ class InboxConsumer(ChatSocket):
             raise Refused(FORBIDDEN, "not your inbox")
 
     def on_event(self, event, frames):
-        if event["type"] in wire.EPHEMERAL_EVENTS:  # for device sockets (/ws/v2/) only
+        if event["type"] in wire.DEVICE_EVENTS:
             return
         if self.v2:
             self.push(wire.v2_text(event, frames, self.user_id, self._base_url))
