@@ -10,9 +10,10 @@ Online = at least one device socket of the user open on any process.
   `presence` offline with it); on two processes at once only one of them announces.
 - Without Redis (one process): the same from this process's own counts.
 - Redis failing never breaks a socket or the chat: every call has a timeout
-  (REDIS_TIMEOUT), failures are logged, and presence falls back on what this process
-  knows (its own devices); the renewal re-adds this process's connections once Redis is
-  back, announcing those whose set had emptied.
+  (REDIS_TIMEOUT), failures are logged, Redis is left alone for REDIS_RETRY_SECONDS
+  after one, and presence falls back on what this process knows (its own devices); the
+  renewal re-adds this process's connections once Redis is back, announcing those whose
+  set had emptied.
 
 Typing and presence go only to people who share a conversation with the user
 (queries.contact_ids, contacts_among) and travel through the hub like the actions'
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 20  # each process renews its connections this often...
 TTL_SECONDS = 60  # ...for this long: a crashed process's connections lapse after it
+REDIS_RETRY_SECONDS = 5  # after a failure, presence skips Redis this long (no timeout per socket)
 REFRESH_CHUNK = 500  # users per renewal transaction (keeps each MULTI short for Redis)
 TYPING_RATE = 5.0  # typing frames per second a socket may send (as many at once); more are dropped
 RATE_LIMITED_TYPING = RATE_LIMITED.labels("frame", "typing")
@@ -60,6 +62,7 @@ class Presence:
         self._devices = defaultdict(set)  # user id -> connection ids open in this process
         self._refresher = None
         self._last_warning = 0.0
+        self._skip_redis_until = 0.0
         self.redis_failures = 0
 
     def _bind(self):
@@ -162,13 +165,18 @@ class Presence:
         return chat_setting("PRESENCE_KEY_PREFIX") + str(user_id)
 
     async def _redis_call(self, operation, *args):
-        """The operation's result, or None when Redis failed or timed out (logged)."""
+        """The operation's result, or None when Redis failed or timed out (logged), or
+        failed less than REDIS_RETRY_SECONDS ago (then it is not asked: a socket opening
+        meanwhile does not wait for another timeout)."""
+        if time.monotonic() < self._skip_redis_until:
+            return None
         try:
             return await asyncio.wait_for(operation(*args), chat_setting("REDIS_TIMEOUT"))
         except Exception as exc:
             self.redis_failures += 1
             PRESENCE_REDIS_ERRORS.inc()
             now = time.monotonic()
+            self._skip_redis_until = now + REDIS_RETRY_SECONDS
             if now - self._last_warning > 5:
                 self._last_warning = now
                 logger.warning(
