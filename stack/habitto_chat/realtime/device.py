@@ -180,11 +180,11 @@ class DeviceConsumer(ChatSocket):
 
     async def handle(self, payload):
         try:
-            kind, ref = sends.device_frame_type(payload)
+            ref = sends.device_ref(payload)
         except ChatError as error:
             return self.send_error(error.code, error.message)
         try:
-            await self._handlers[kind](self, payload, ref)
+            await self._handlers[sends.device_frame_type(payload)](self, payload, ref)
         except ChatError as error:
             self.send_error(error.code, error.message, ref)
 
