@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('habitto_chat', '0003_notification'),  # TEMPORARY: 0004_device_sync once merged
+        ('habitto_chat', '0004_device_sync'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

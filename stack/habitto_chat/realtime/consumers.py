@@ -120,9 +120,7 @@ class ChatSocket(DirectWebsocketConsumer):
         self._outbox = deque()
         self._base_url = base_url(self.scope)
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        # Legacy sockets must carry nothing but what the shipped app reads; everything
-        # else (acks, edits, reads, typed errors) is for clients that ask for protocol 2.
-        self.v2 = self.offers_protocol_2 and query.get("protocol") == [wire.PROTOCOL_2]
+        self.v2 = self.speaks_protocol_2(query)
         self.opened_at = time.time()
         try:
             if self.scope.get("auth_failure"):
@@ -150,6 +148,11 @@ class ChatSocket(DirectWebsocketConsumer):
             self._writer = asyncio.get_running_loop().create_task(self._drain())
         remaining = self._token_deadline() - time.time()
         self._expiry = asyncio.get_running_loop().call_later(max(remaining, 0), self._token_expired)
+
+    def speaks_protocol_2(self, query):
+        """Legacy sockets must carry nothing but what the shipped app reads; everything
+        else (acks, edits, reads, typed errors) is for clients that ask for protocol 2."""
+        return self.offers_protocol_2 and query.get("protocol") == [wire.PROTOCOL_2]
 
     @property
     def legacy(self):

@@ -35,7 +35,7 @@ from ..actions import do_record_last_seen
 from ..conf import chat_setting
 from ..errors import NotFound
 from ..metrics import PRESENCE_REDIS_ERRORS, RATE_LIMITED
-from ..queries import contact_ids, contacts_among, last_seen_of
+from ..queries import contact_ids, contacts_among, has_conversation, last_seen_of
 from .hub import hub
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ RATE_LIMITED_TYPING = RATE_LIMITED.labels("frame", "typing")
 
 _contact_ids = database_sync_to_async(contact_ids)
 _contacts_among = database_sync_to_async(contacts_among)
+_has_conversation = database_sync_to_async(has_conversation)
 _last_seen_of = database_sync_to_async(last_seen_of)
 _record_last_seen = database_sync_to_async(do_record_last_seen)
 
@@ -357,7 +358,7 @@ class DevicePresence:
             RATE_LIMITED_TYPING.inc()
             return
         if to not in self._contacts:
-            if to not in await _contacts_among(self.socket.user_id, [to]):
+            if not await _has_conversation(self.socket.user_id, to):
                 raise NotFound("You have no conversation with this user.", code="no_conversation")
             self._contacts.add(to)
         hub.publish_ephemeral([wire.typing_event(self.socket.user_id, to, state)])
