@@ -97,10 +97,17 @@ def test_opening_without_resume_hello_sync_done_presence_snapshot_then_ping(serv
         assert frames[0] == {"type": "hello", "user_id": alice["id"], "protocol": "2", "heartbeat": 25}, frames
         assert frames[1]["type"] == "sync.done" and set(frames[1]) == {"type", "after_id", "since", "replayed"}, frames
         assert frames[1]["after_id"] == newest and frames[1]["replayed"] == 0 and frames[1]["since"], frames
-        assert frames[2]["type"] == "presence.snapshot" and set(frames[2]) == {"type", "users"}, frames
-        assert [u["user"] for u in frames[2]["users"]] == [bob["id"]], frames[2]
-        assert set(frames[2]["users"][0]) == {"user", "online", "last_seen"}, frames[2]
-        assert len(frames) == 3, f"nothing else unasked: {frames[3:]}"
+        # Then the presence snapshot; only live events may come before it (here Bob's
+        # "offline", held since Alice's socket registered, can), nothing else unasked.
+        rest = frames[2:]
+        snapshot = next(f for f in rest if f["type"] == "presence.snapshot")
+        assert set(snapshot) == {"type", "users"}, snapshot
+        assert [u["user"] for u in snapshot["users"]] == [bob["id"]], snapshot
+        assert set(snapshot["users"][0]) == {"user", "online", "last_seen"}, snapshot
+        assert snapshot["users"][0]["online"] is False, snapshot
+        others = [f for f in rest if f is not snapshot]
+        assert all(f["type"] == "presence" and f["user"] == bob["id"] and f["online"] is False for f in others), rest
+        assert rest.index(snapshot) == len(rest) - 1, f"the snapshot is the newest state: {rest}"
         pong = sock.request({"type": "ping", "nonce": "n-1"}, "pong")
         assert pong["type"] == "pong" and pong["nonce"] == "n-1" and pong["server_time"].endswith("Z"), pong
         start = len(sock.frames)
