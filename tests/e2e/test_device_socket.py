@@ -5,6 +5,7 @@ edits/deletions/receipts/clears recovered with `since`, and a backlog bigger tha
 replay page. Frames are read off the wire with websocket-client (tests/support/device_socket.py)."""
 
 import json
+import threading
 import time
 import uuid
 
@@ -311,6 +312,68 @@ def test_offline_edits_deletions_receipts_and_clears_are_recovered_with_since(si
     assert not [f for f in carol_sock.frames if f.get("type") == "conversation.cleared"]
     alice_sock.close()
     carol_sock.close()
+
+    # A new device of Bob's starting from nothing: neither deleted nor cleared messages,
+    # the edited ones with their current content.
+    with V2Socket(v2_url(single, bob["token"], after_id=0)) as fresh:
+        done = fresh.wait_type("sync.done")
+    replayed = {f["message"]["id"]: f["message"] for f in fresh.frames[:fresh.frames.index(done)]
+                if f.get("type") == "message.created"}
+    assert sorted(replayed) == [a[0], a[1], a[3], b1, a4], "not a[2], a5 (deleted) nor c1 (cleared)"
+    assert replayed[a[1]]["content"] == "alice 1, edited" and replayed[a4]["content"] == "alice 4, edited"
+
+
+def test_the_newest_edit_made_while_offline_wins_after_a_resume(single):
+    """Alice edits one message ten times a second while Bob's phone comes and goes; she
+    stops while it is offline. Applying the phone's frames in arrival order, over all
+    its connections, ends with her last version, which came in the last resume."""
+    alice, bob = single.users.take(2)
+    alice_sock = opened(single, alice)
+    target = send(alice_sock, bob["id"], "version 0")
+    phone = Device(bob)
+    sock = phone.connect(single)
+    sock.wait_type("sync.done")
+    versions, stop = [], threading.Event()
+
+    def edit():
+        while not stop.is_set():
+            versions.append(len(versions) + 1)
+            alice_sock.send({"type": "edit", "message_id": target, "content": f"version {versions[-1]}"})
+            stop.wait(0.1)
+
+    editor = threading.Thread(target=edit, daemon=True)
+    editor.start()
+    connections = []
+    try:
+        for _ in range(2):
+            time.sleep(0.6)
+            sock.close()
+            phone.absorb(sock, expect_replay_only_created=False)
+            connections.append(sock.frames)
+            time.sleep(0.6)
+            sock = phone.connect(single)
+        time.sleep(0.6)
+        sock.close()
+        phone.absorb(sock, expect_replay_only_created=False)
+        connections.append(sock.frames)
+    finally:
+        stop.set()
+        editor.join(5)
+    last = f"version {versions[-1]}"
+    alice_sock.wait(lambda f: f.get("type") == "message.edited" and f["message"]["content"] == last)
+    alice_sock.close()
+    sock = phone.connect(single)
+    done = sock.wait_type("sync.done")
+    sock.close()
+    connections.append(sock.frames[:sock.frames.index(done) + 1])
+    content = None
+    for frames in connections:
+        for frame in frames:
+            if frame.get("type") in ("message.created", "message.edited") and frame["message"]["id"] == target:
+                content = frame["message"]["content"]
+    assert content == last, f"the phone shows {content!r}, Alice's last edit is {last!r}"
+    assert any(f.get("type") == "message.edited" and f.get("replay") for f in connections[-1]), connections[-1]
+    assert not [f for frames in connections for f in frames if f.get("type") == "error"]
 
 
 # --- 5: a backlog of several replay pages ---------------------------------------------

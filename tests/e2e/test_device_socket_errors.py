@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from habitto_client import ChatSocket, room_url
-from tests.support.chat import provision
+from tests.support.chat import PASSWORD, provision
 from tests.support.device_socket import (
     Users,
     V2Socket,
@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 SIGNING_KEY = "v2-e2e-errors-" + uuid.uuid4().hex
 MAX_CONTENT = 1000
+ACCESS_TOKEN_SECONDS = 3
 LISTED_ORIGIN = "https://app.example.test"
 SERVER_SETTINGS = {
     "JWT_SIGNING_KEY": SIGNING_KEY,
@@ -33,6 +34,7 @@ SERVER_SETTINGS = {
     "CHAT_MAX_SOCKETS_PER_USER": 3,
     "CHAT_MAX_CONTENT_LENGTH": MAX_CONTENT,
     "ALLOWED_ORIGINS": LISTED_ORIGIN,  # 127.0.0.1 is allowed only as the same origin
+    "ACCESS_TOKEN_SECONDS": ACCESS_TOKEN_SECONDS,  # logins issue short tokens (the users' own tokens are minted)
     # CHAT_SOCKET_TOKEN_GRACE is left at its default (7 days): /ws/v2/ must not use it.
 }
 ERROR_KEYS = {"type", "code", "message", "ref", "client_id"}
@@ -177,17 +179,22 @@ def test_refusals_carry_their_close_codes(server):
 
 
 def test_strict_expiry_closes_at_the_tokens_exp_without_legacy_grace(server):
-    """A token expiring in 2 s: the /ws/v2/ socket closes with 4401 at its expiry
+    """A token from /api/login/ on a server issuing 3-second access tokens
+    (ACCESS_TOKEN_SECONDS=3): the /ws/v2/ socket closes with 4401 at its expiry
     (simplejwt's leeway is 0 here); a legacy room socket with the same token stays open
     (its grace is the refresh-token lifetime)."""
     alice, bob = server.users.take(2)
-    token = mint_token(SIGNING_KEY, alice["id"], 2)
+    status, body = http_json("POST", f"{server.http_url()}/api/login/",
+                             {"username": alice["username"], "password": PASSWORD})
+    assert status == 200, body
+    token = body["data"]["access"]
     expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    assert expires - time.time() <= ACCESS_TOKEN_SECONDS + 1
     sock = V2Socket(v2_url(server, token))
     legacy = ChatSocket.open(room_url(server.ws_url(), alice["id"], bob["id"], token), timeout=5)
     try:
         sock.wait_type("sync.done")
-        assert sock.wait_closed(5) == 4401
+        assert sock.wait_closed(ACCESS_TOKEN_SECONDS + 3) == 4401
         closed_at = time.time()
         assert expires - 0.5 <= closed_at <= expires + 1.5, (closed_at, expires)
         legacy.send_json({"sender": alice["id"], "receiver": bob["id"], "content": "legacy past expiry"})
@@ -195,6 +202,9 @@ def test_strict_expiry_closes_at_the_tokens_exp_without_legacy_grace(server):
     finally:
         sock.close()
         legacy.close()
+    refused = V2Socket(v2_url(server, token))  # and the expired token opens no /ws/v2/ socket
+    assert refused.wait_closed(5) == 4401
+    refused.close()
 
 
 # --- every error code -------------------------------------------------------------------
