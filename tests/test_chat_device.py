@@ -476,3 +476,27 @@ async def test_cursor_errors_and_sync_in_progress(ws, pair, monkeypatch):
     assert (error["code"], error["ref"]) == ("sync_in_progress", "again")
     gate.set()
     assert (await socket.receive_json_from(timeout=WS_WAIT))["type"] == "sync.done"
+
+
+# --- typing and presence events (published by realtime/presence.py) ---------------------
+
+
+async def test_typing_and_presence_events_reach_device_sockets_only(ws, pair):
+    """The hub carries them like any event; the room and inbox sockets of protocol 2
+    (whose clients do not know these frames) leave them out."""
+    from habitto_chat import wire
+    from habitto_chat.realtime.hub import hub
+
+    alice, bob, token_a, token_b, room = pair
+    await send_message(alice.pk, bob.pk, "hi")
+    bobs, _ = await opened(ws, token_b)
+    bob_room = await ws(f"{room}?token={token_b}&protocol=2")
+    bob_inbox = await ws(f"/ws/chat/inbox/{bob.pk}/?token={token_b}&protocol=2")
+    seen = timezone.now()
+    hub.publish([wire.typing_event(alice.pk, bob.pk, "start"), wire.presence_event(alice.pk, [bob.pk], False, seen)])
+    typing = await bobs.receive_json_from(timeout=WS_WAIT)
+    assert typing == {"type": "typing", "user": alice.pk, "state": "start", "pair": sorted((alice.pk, bob.pk))}
+    presence = await bobs.receive_json_from(timeout=WS_WAIT)
+    assert presence == {"type": "presence", "user": alice.pk, "online": False, "last_seen": wire.iso(seen)}
+    for socket in (bob_room, bob_inbox):
+        assert await socket.receive_nothing(timeout=0.3)
