@@ -500,3 +500,18 @@ async def test_typing_and_presence_events_reach_device_sockets_only(ws, pair):
     assert presence == {"type": "presence", "user": alice.pk, "online": False, "last_seen": wire.iso(seen)}
     for socket in (bob_room, bob_inbox):
         assert await socket.receive_nothing(timeout=0.3)
+
+
+def test_resume_queries_cost_the_same_for_any_backlog(pair, make_user, django_assert_num_queries):
+    """A replay page is 3 queries (sent, received, user cards), the changes 4."""
+    alice, bob = pair[0], pair[1]
+    carol = make_user("carol")
+    _store(bob, alice, 400)
+    _store(alice, carol, 300)
+    with django_assert_num_queries(3):
+        events = queries.replay_page(alice.pk, 0)
+    assert len(events) == 500 and [e["message"]["id"] for e in events] == sorted(e["message"]["id"] for e in events)
+    with django_assert_num_queries(3):
+        assert len(queries.resume_overlap(alice.pk, events[-1]["message"]["id"], frozenset())) == 500
+    with django_assert_num_queries(4):
+        queries.changes_since(alice.pk, 0, timezone.now())
