@@ -515,3 +515,32 @@ def test_resume_queries_cost_the_same_for_any_backlog(pair, make_user, django_as
         assert len(queries.resume_overlap(alice.pk, events[-1]["message"]["id"], frozenset())) == 500
     with django_assert_num_queries(4):
         queries.changes_since(alice.pk, 0, timezone.now())
+
+
+async def test_a_resume_in_the_query_string_replays_changes_since_the_cursor(ws, pair):
+    alice, bob, token_a, _, _ = pair
+    first, second = await store(alice, bob, 2)
+    since = (timezone.now() - timedelta(seconds=10)).isoformat().replace("+00:00", "Z")
+    await sync_to_async(actions.do_mark_read)(bob.pk, second)
+    _, frames = await opened(ws, token_a, f"after_id={second}&since={since}&recent={first},{second}")
+    assert [f["type"] for f in frames] == ["hello", "thread.read", "sync.done"]
+    assert frames[1]["last_read_id"] == second and frames[1]["replay"] is True
+
+
+async def test_a_device_too_far_behind_during_a_sync_is_closed_as_slow(ws, pair, monkeypatch):
+    alice, bob, token_a, _, _ = pair
+    monkeypatch.setattr(device, "MAX_HELD_EVENTS", 2)
+    gate = asyncio.Event()
+    original = device._replay_page
+
+    async def slow(*args):
+        await gate.wait()
+        return await original(*args)
+
+    monkeypatch.setattr(device, "_replay_page", slow)
+    socket = await ws(v2(token_a, "after_id=0"))
+    assert (await socket.receive_json_from(timeout=WS_WAIT))["type"] == "hello"
+    for n in range(3):
+        await send_message(bob.pk, alice.pk, f"m{n}")
+    assert await socket.receive_output(timeout=WS_WAIT) == {"type": "websocket.close", "code": 4408, "reason": "too many events during a sync"}
+    gate.set()
