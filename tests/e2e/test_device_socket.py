@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 
+import psycopg
 import pytest
 
 from tests.support.chat import provision, ready_with_redis, wait_for
@@ -153,6 +154,65 @@ def test_resume_while_the_others_keep_sending_across_two_processes(pair):
     """Alice on process A, Carol on B; Bob starts on B, resumes onto A, then onto B."""
     first, second, users = pair
     resume_while_others_send(users, first, second, [second, first, second])
+
+
+SLOW_COMMIT = """
+CREATE OR REPLACE FUNCTION v2test_slow_commit() RETURNS trigger AS $$
+BEGIN
+  IF NEW.content = 'v2test: a slow commit' THEN PERFORM pg_sleep(2); END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE OR REPLACE TRIGGER v2test_slow_commit BEFORE INSERT ON habitto_chat_message
+  FOR EACH ROW EXECUTE FUNCTION v2test_slow_commit();
+"""
+
+
+def sql(database_url, statement):
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+        conn.execute(statement)
+
+
+@pytest.mark.redis
+def test_a_lower_id_committed_after_a_higher_one_is_replayed_by_the_overlap(pair, v2_database):
+    """Ids are handed out at INSERT and become visible at COMMIT: Carol's message on
+    process B takes id N and commits 2 s later (a trigger sleeps), Alice's on A takes
+    N+1 and commits at once. Bob's phone gets N+1 live and goes offline holding
+    after_id = N+1; N commits meanwhile; the phone resumes and gets N from the overlap
+    (RESUME_OVERLAP_SECONDS), exactly once. Bob's laptop, online all along on B,
+    gets N live after N+1."""
+    first, second, users = pair
+    alice, bob, carol = users.take(3)
+    alice_sock, carol_sock = opened(first, alice), opened(second, carol)
+    laptop = opened(second, bob)
+    phone = Device(bob)
+    send(alice_sock, bob["id"], "hello from Alice")
+    send(carol_sock, bob["id"], "hello from Carol")
+    sock = phone.connect(first)
+    sock.wait_type("sync.done")
+    sql(v2_database, SLOW_COMMIT)
+    try:
+        carol_sock.send({"type": "send", "to": bob["id"], "content": "v2test: a slow commit", "client_id": "slow"})
+        time.sleep(0.5)  # its id is taken; its transaction sleeps
+        quick = send(alice_sock, bob["id"], "a quick commit")
+        wait_holding(phone, sock, [quick])
+        sock.close()
+        phone.absorb(sock)
+        slow = carol_sock.wait(lambda f: f.get("client_id") == "slow" and f.get("type") == "ack", 10)["message_id"]
+    finally:
+        sql(v2_database, "DROP TRIGGER IF EXISTS v2test_slow_commit ON habitto_chat_message")
+    assert slow < quick and phone.after_id == quick, "the setting: a lower id committed after a higher one"
+    sock = phone.connect(first)
+    sock.wait_type("sync.done")
+    time.sleep(0.3)
+    sock.close()
+    replay, done, live = phone.absorb(sock)
+    assert created_ids(replay) == [slow] and done["after_id"] == quick, (created_ids(replay), done)
+    laptop.wait(lambda f: f.get("type") == "message.created" and f["message"]["id"] == slow)
+    laptop.close()
+    got = created_ids(laptop.frames)
+    assert got.count(slow) == 1 and got.index(slow) > got.index(quick), got
+    for s_ in (alice_sock, carol_sock):
+        s_.close()
 
 
 # --- 3: resume after a restart -----------------------------------------------------------
