@@ -52,7 +52,7 @@ def pair(tmp_path_factory, v2_database, redis_url):
     """Two server processes sharing PostgreSQL and Redis: (first, second, users)."""
     state = tmp_path_factory.mktemp("v2-pair")
     env = server_env(state, database_url=v2_database, redis_url=redis_url, **SERVER_SETTINGS)
-    users = Users(provision(env, 8, "v2two"), SIGNING_KEY)
+    users = Users(provision(env, 12, "v2two"), SIGNING_KEY)
     first = LiveServer(env, [free_port()], state / "first.log")
     second = LiveServer(env, [free_port()], state / "second.log")
     with first, second:
@@ -154,6 +154,20 @@ def test_resume_while_the_others_keep_sending_across_two_processes(pair):
     """Alice on process A, Carol on B; Bob starts on B, resumes onto A, then onto B."""
     first, second, users = pair
     resume_while_others_send(users, first, second, [second, first, second])
+
+
+@pytest.mark.redis
+def test_resume_on_a_process_whose_live_delivery_lags(pair, tmp_path):
+    """Under load a message's live event reaches a process a while after its commit
+    (the benchmarks' fan-out p99 with Redis is 170 ms). Process C here delivers every
+    event 300 ms late (CHAT_TEST_DELIVERY_DELAY_MS). Bob resumes on C while Alice and
+    Carol keep sending on A: a message committed just before his replay's read is
+    replayed and its live event comes after sync.done; it must not reach him twice."""
+    first, _, users = pair
+    lagging = LiveServer({**first.env, "CHAT_TEST_DELIVERY_DELAY_MS": "300"}, [free_port()], tmp_path / "lagging.log")
+    with lagging:
+        wait_for(lambda: ready_with_redis(lagging), 15, what="readiness with Redis")
+        resume_while_others_send(users, first, first, [lagging, lagging, lagging])
 
 
 SLOW_COMMIT = """

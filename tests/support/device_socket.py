@@ -344,9 +344,12 @@ class Device:
             check_created(frame, self.user["id"])
             message = frame["message"]
             assert message["id"] not in self.held, (
-                f"message {message['id']} delivered twice to user {self.user['id']} "
-                f"({'replay' if frame.get('replay') else 'live'}, held before this connection: "
-                f"{message['id'] in previous})")
+                f"message {message['id']} delivered twice to user {self.user['id']}: "
+                + (f"held from an earlier connection, now again {'replayed' if frame.get('replay') else 'live'}"
+                   if message["id"] in previous else
+                   f"frames {[i for i, f in enumerate(frames) if f.get('message', {}).get('id') == message['id']]} "
+                   f"of this connection (sync.done is frame {frames.index(done)}, replayed "
+                   f"{done['replayed']}, after_id {done['after_id']})"))
             self.held[message["id"]] = message
         check_order_per_pair(replayed + live)
         self.since = done["since"]
