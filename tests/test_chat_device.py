@@ -45,9 +45,9 @@ async def opened(ws, token, query=""):
 
 
 async def ack_and_echo(socket):
-    """The ack and the message.created of a send, in either order."""
+    """The ack of a send, then its message.created."""
     frames = [await socket.receive_json_from(timeout=WS_WAIT) for _ in range(2)]
-    assert sorted(f["type"] for f in frames) == ["ack", "message.created"], frames
+    assert [f["type"] for f in frames] == ["ack", "message.created"], frames
     return frames
 
 
@@ -102,6 +102,7 @@ async def test_send_is_acknowledged_with_ref_and_reaches_every_device_of_both(ws
     bobs, _ = await opened(ws, token_b)
     await phone.send_json_to({"type": "send", "to": bob.pk, "content": "visit at 5?", "client_id": "c-1", "ref": "r1"})
     frames = [await phone.receive_json_from(timeout=WS_WAIT) for _ in range(2)]
+    assert [f["type"] for f in frames] == ["ack", "message.created"]  # the sender: ack first
     by_type = {f["type"]: f for f in frames}
     ack = by_type["ack"]
     assert ack == {"type": "ack", "client_id": "c-1", "message_id": ack["message_id"], "duplicate": False, "ref": "r1"}
@@ -544,3 +545,19 @@ async def test_a_device_too_far_behind_during_a_sync_is_closed_as_slow(ws, pair,
         await send_message(bob.pk, alice.pk, f"m{n}")
     assert await socket.receive_output(timeout=WS_WAIT) == {"type": "websocket.close", "code": 4408, "reason": "too many events during a sync"}
     gate.set()
+
+
+async def test_pipelined_sends_are_each_acknowledged_before_their_echo_in_order(ws, pair):
+    alice, bob, token_a, _, _ = pair
+    socket, _ = await opened(ws, token_a)
+    for n in range(20):
+        await socket.send_json_to({"type": "send", "to": bob.pk, "content": f"m{n}", "client_id": f"p-{n}"})
+    frames = [await socket.receive_json_from(timeout=WS_WAIT) for _ in range(40)]
+    acked = set()
+    for frame in frames:
+        if frame["type"] == "ack":
+            acked.add(frame["client_id"])
+        else:
+            assert frame["message"]["client_id"] in acked
+    created = [f["message"]["id"] for f in frames if f["type"] == "message.created"]
+    assert created == sorted(created) and len(acked) == 20
