@@ -139,10 +139,16 @@ def resume_while_others_send(users, alice_server, carol_server, bob_servers):
     assert all(done["replayed"] > 0 for _, done, _ in resumed), [d for _, d, _ in resumed]
     assert all(live for _, _, live in device.sessions), "every connection also had live messages"
     # Each sender's own socket: every message of theirs once, as acked, in id order.
+    # Each sender's own socket: every message of theirs once, as acked, in id order, the
+    # ack first ("ack after commit; then message.created to every device").
     for label, sock_ in (("alice", alice_sock), ("carol", carol_sock)):
         own = [f["message"]["id"] for f in messages_of(sock_)]
         assert own == sent[label] == sorted(sent[label]), label
         assert not [f for f in sock_.frames if f.get("type") == "error"]
+        order = [("ack", f["message_id"]) if f.get("type") == "ack" else ("created", f["message"]["id"])
+                 for f in sock_.frames if f.get("type") in ("ack", "message.created")]
+        late_acks = [i for i in sent[label] if order.index(("ack", i)) > order.index(("created", i))]
+        assert not late_acks, f"{label}: message.created before the ack for {late_acks[:10]}"
 
 
 def test_resume_while_the_others_keep_sending_on_one_process(single):
@@ -374,7 +380,8 @@ def test_offline_edits_deletions_receipts_and_clears_are_recovered_with_since(si
     edit = one("message.edited", pair=pair_ab)
     assert edit["message"]["id"] == a[1] and edit["message"]["content"] == "alice 1, edited", edit
     assert edit["message"]["edited_at"], edit
-    one("message.deleted", message_id=a[2], pair=pair_ab)
+    deleted = one("message.deleted", message_id=a[2], pair=pair_ab)
+    assert set(deleted) == {"type", "message_id", "pair", "replay"}, deleted
     one("thread.read", reader=alice["id"], last_read_id=b1, pair=pair_ab)  # Alice's receipt
     bobs_read = one("thread.read", reader=bob["id"], pair=pair_ab)  # Bob's other device read
     assert bobs_read["last_read_id"] >= a[3], bobs_read

@@ -2,6 +2,7 @@
 Redis, from SPEC-v2: they reach the people who share a conversation with the user,
 across processes and whichever of several devices is up, and never anyone else."""
 
+import json
 import time
 import uuid
 
@@ -14,7 +15,7 @@ from tests.support.device_socket import (
     v2_database,  # noqa: F401  (the fixture)
     v2_url,
 )
-from tests.support.live import LiveServer, free_port, server_env
+from tests.support.live import LiveServer, free_port, manage, server_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 
@@ -165,3 +166,27 @@ def test_a_contact_learns_of_each_first_connection_on_either_process(pair):
             assert flips == [True, False], flips
     finally:
         bob_a.close()
+
+
+def test_notifications_reach_every_device_of_their_recipient_only(pair):
+    """A notification published by another process (the management command, through
+    Redis) reaches both of Bob's devices, one on each process, as notification.created
+    with `pair` null; his contact hears nothing of it."""
+    first, second, users = pair
+    bob, carol = users.take(2)
+    with V2Socket(v2_url(first, carol["token"])) as sock:
+        sock.wait_type("sync.done")
+        send(sock, bob["id"], "hi")
+    devices, contact = [opened(first, bob), opened(second, bob)], opened(second, carol)
+    try:
+        printed = manage(first.env, "publish_notification", "--user", str(bob["id"]), "--kind", "general",
+                         "--message", "someone likes your flat", "--data", '{"property_id": 12}')
+        stored = json.loads(printed)
+        for sock in devices:
+            frame = sock.wait_type("notification.created", timeout=10)
+            assert frame == {"type": "notification.created", "notification": stored, "pair": None}, frame
+        time.sleep(0.3)
+        assert not [f for f in contact.frames if f.get("type") == "notification.created"]
+    finally:
+        for sock in [*devices, contact]:
+            sock.close()
