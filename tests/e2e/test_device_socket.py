@@ -18,9 +18,9 @@ from tests.support.device_socket import (
     Sender,
     Users,
     V2Socket,
-    _moment,
     check_created,
     created_ids,
+    moment,
     session_parts,
     v2_database,  # noqa: F401  (the fixture)
     v2_url,
@@ -511,11 +511,11 @@ def test_a_backlog_of_more_than_500_messages_replays_completely_in_order(single)
     # Resuming from the middle (the 300th message), without and with `recent`.
     middle = backlog[299]
     held = device.held
-    cutoff = _moment(held[middle]["created_at"]).timestamp() - OVERLAP_SECONDS
-    overlap = {i for i in held if i <= middle and _moment(held[i]["created_at"]).timestamp() >= cutoff}
+    cutoff = moment(held[middle]["created_at"]).timestamp() - OVERLAP_SECONDS
+    overlap = {i for i in held if i <= middle and moment(held[i]["created_at"]).timestamp() >= cutoff}
     newer = sorted(i for i in held if i > middle)
-    recent = sorted(i for i in held if i <= middle and _moment(held[i]["created_at"]).timestamp()
-                    >= _moment(held[middle]["created_at"]).timestamp() - 10)
+    recent = sorted(i for i in held if i <= middle and moment(held[i]["created_at"]).timestamp()
+                    >= moment(held[middle]["created_at"]).timestamp() - 10)
     for query, expected in (({}, sorted(overlap | set(newer))), ({"recent": recent}, newer)):
         sock = V2Socket(v2_url(single, bob["token"], after_id=middle, **query))
         done = sock.wait_type("sync.done", timeout=20)

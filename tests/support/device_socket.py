@@ -10,7 +10,9 @@ import threading
 import time
 import urllib.parse
 import uuid
+from datetime import datetime
 
+import jwt
 import pytest
 import websocket
 
@@ -261,8 +263,6 @@ class Sender:
 def mint_token(signing_key, user_id, seconds):
     """An access token like simplejwt's (what /api/login/ returns), expiring in `seconds`;
     the servers of these tests run with JWT_SIGNING_KEY=signing_key."""
-    import jwt
-
     now = int(time.time())
     claims = {"token_type": "access", "exp": now + seconds, "iat": now, "jti": uuid.uuid4().hex,
               "user_id": str(user_id)}
@@ -285,9 +285,8 @@ class Users:
         return taken
 
 
-def _moment(iso_text):
-    from datetime import datetime
-
+def moment(iso_text):
+    """A frame's "…Z" timestamp as an aware datetime."""
     return datetime.fromisoformat(iso_text.replace("Z", "+00:00"))
 
 
@@ -312,16 +311,16 @@ class Device:
     def recent(self):
         if not self.held:
             return []
-        newest = _moment(self.held[self.after_id]["created_at"])
+        newest = moment(self.held[self.after_id]["created_at"])
         return sorted(i for i, m in self.held.items()
-                      if (newest - _moment(m["created_at"])).total_seconds() <= self.RECENT_WINDOW)
+                      if (newest - moment(m["created_at"])).total_seconds() <= self.RECENT_WINDOW)
 
     def resume_query(self):
         return {"after_id": self.after_id, "since": self.since, "recent": self.recent()}
 
-    def connect(self, server, resume=True):
-        query = self.resume_query() if resume else {}
-        return V2Socket(v2_url(server, self.user["token"], **query))
+    def connect(self, server):
+        """A new connection resuming from what the device holds (after_id=0: everything)."""
+        return V2Socket(v2_url(server, self.user["token"], **self.resume_query()))
 
     def absorb(self, sock, expect_replay_only_created=True):
         """Take in a finished (or still open) connection's frames; returns (replay, done, live)."""
