@@ -28,7 +28,7 @@ NOBODY = 10**9
 def pair(tmp_path_factory, v2_database, redis_url):
     state = tmp_path_factory.mktemp("v2-presence")
     env = server_env(state, database_url=v2_database, redis_url=redis_url, JWT_SIGNING_KEY=SIGNING_KEY)
-    users = Users(provision(env, 8, "v2pres"), SIGNING_KEY)
+    users = Users(provision(env, 12, "v2pres"), SIGNING_KEY)
     first = LiveServer(env, [free_port()], state / "first.log")
     second = LiveServer(env, [free_port()], state / "second.log")
     with first, second:
@@ -190,3 +190,30 @@ def test_notifications_reach_every_device_of_their_recipient_only(pair):
     finally:
         for sock in [*devices, contact]:
             sock.close()
+
+
+def test_a_restart_of_the_other_process_shows_as_offline_then_online(pair):
+    """Bob's only device is on process B; B stops (its sockets close with 1012): Alice,
+    on A, sees Bob go offline with his last seen; once B is back and Bob reconnects,
+    online again."""
+    first, second, users = pair
+    alice, bob = users.take(2)
+    alice_sock = opened(first, alice)
+    send(alice_sock, bob["id"], "hi")
+    bob_sock = opened(second, bob)
+    alice_sock.wait_type("presence", user=bob["id"], online=True)
+    mark = len(alice_sock.frames)
+    second.stop()
+    try:
+        bob_sock.wait_closed(15)
+        offline = alice_sock.wait_type("presence", start=mark, user=bob["id"], timeout=5)
+        assert offline["online"] is False and offline["last_seen"].endswith("Z"), offline
+    finally:
+        second.start()
+        wait_for(lambda: ready_with_redis(second), 15, what="readiness with Redis after the restart")
+    bob_sock = opened(second, bob)
+    alice_sock.wait_type("presence", start=mark, user=bob["id"], online=True)
+    flips = [f["online"] for f in alice_sock.frames[mark:] if f.get("type") == "presence"]
+    assert flips == [False, True], flips
+    for sock in (alice_sock, bob_sock):
+        sock.close()
