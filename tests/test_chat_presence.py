@@ -247,20 +247,20 @@ async def test_contact_check_is_cached_per_socket(people, monkeypatch):
     """Only the first typing frame to someone checks the conversation on that socket; a refusal is not cached."""
     alice, bob, eve = people
     checks = []
-    check = presence_module._contacts_among
+    check = presence_module._has_conversation
 
-    async def counted(user_id, other_ids):
-        checks.append(list(other_ids))
-        return await check(user_id, other_ids)
+    async def counted(user_id, other_id):
+        checks.append(other_id)
+        return await check(user_id, other_id)
 
-    monkeypatch.setattr(presence_module, "_contacts_among", counted)
+    monkeypatch.setattr(presence_module, "_has_conversation", counted)
     typist = await Device(alice).open()
     for state in ("start", "stop", "start"):
         await typist.presence.typing({"type": "typing", "to": bob.pk, "state": state})
     for _ in range(2):
         with pytest.raises(ChatError):
             await typist.presence.typing({"type": "typing", "to": eve.pk, "state": "start"})
-    assert checks == [[bob.pk], [eve.pk], [eve.pk]]
+    assert checks == [bob.pk, eve.pk, eve.pk]
     await close(typist)
 
 
