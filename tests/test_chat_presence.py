@@ -79,10 +79,7 @@ async def close(*devices):
     test's database goes)."""
     for device in devices:
         device.close()
-    running = {asyncio.current_task(), presence._refresher}  # the renewal runs while any device is up
-    pending = [task for task in asyncio.all_tasks() if task not in running]
-    if pending:
-        await asyncio.wait(pending, timeout=5)
+    await asyncio.wait_for(presence.settled(), 5)
 
 
 @pytest.fixture
@@ -247,20 +244,20 @@ async def test_contact_check_is_cached_per_socket(people, monkeypatch):
     """Only the first typing frame to someone checks the conversation on that socket; a refusal is not cached."""
     alice, bob, eve = people
     checks = []
-    check = presence_module._contacts_among
+    check = presence_module._has_conversation
 
-    async def counted(user_id, other_ids):
-        checks.append(list(other_ids))
-        return await check(user_id, other_ids)
+    async def counted(user_id, other_id):
+        checks.append(other_id)
+        return await check(user_id, other_id)
 
-    monkeypatch.setattr(presence_module, "_contacts_among", counted)
+    monkeypatch.setattr(presence_module, "_has_conversation", counted)
     typist = await Device(alice).open()
     for state in ("start", "stop", "start"):
         await typist.presence.typing({"type": "typing", "to": bob.pk, "state": state})
     for _ in range(2):
         with pytest.raises(ChatError):
             await typist.presence.typing({"type": "typing", "to": eve.pk, "state": "start"})
-    assert checks == [[bob.pk], [eve.pk], [eve.pk]]
+    assert checks == [bob.pk, eve.pk, eve.pk]
     await close(typist)
 
 
@@ -331,8 +328,8 @@ async def test_renewal_announces_users_whose_entries_were_lost(people, with_redi
 
 @pytest.mark.usefixtures("redis_down")
 async def test_redis_down_presence_falls_back_on_this_process(people):
-    """Redis unreachable: opening and closing devices still work, announced from this
-    process's own counts, last seen stored; typing still goes through."""
+    """Redis unreachable: opening and closing devices still work, online and offline
+    announced from this process's own counts, last seen stored; typing still goes through."""
     alice, bob, _ = people
     watcher = await Device(bob).open()
     assert watcher.take("presence.snapshot") == [
@@ -344,7 +341,10 @@ async def test_redis_down_presence_falls_back_on_this_process(people):
     await device.presence.typing({"type": "typing", "to": bob.pk, "state": "start"})
     assert len(watcher.take("typing")) == 1
     await close(device)
-    assert await LastSeen.objects.filter(user_id=alice.pk).aexists()
+    seen = await LastSeen.objects.aget(user_id=alice.pk)
+    assert watcher.take("presence") == [
+        {"type": "presence", "user": alice.pk, "online": False, "last_seen": wire.iso(seen.seen_at)}
+    ]
     assert presence.redis_failures == 1  # then Redis is left alone for a while: no timeout per socket
     await close(watcher)
 

@@ -11,9 +11,10 @@ Online = at least one device socket of the user open on any process.
 - Without Redis (one process): the same from this process's own counts.
 - Redis failing never breaks a socket or the chat: every call has a timeout
   (REDIS_TIMEOUT), failures are logged, Redis is left alone for REDIS_RETRY_SECONDS
-  after one, and presence falls back on what this process knows (its own devices); the
-  renewal re-adds this process's connections once Redis is back, announcing those whose
-  set had emptied.
+  after one, and presence falls back on what this process knows, as without Redis (its
+  own devices: first and last device here are announced, snapshots show them online);
+  the renewal re-adds this process's connections once Redis is back, announcing those
+  users whose set had emptied.
 
 Typing and presence go only to people who share a conversation with the user
 (queries.contact_ids, contacts_among) and travel through the hub like the actions'
@@ -64,6 +65,7 @@ class Presence:
         self._refresher = None
         self._last_warning = 0.0
         self._skip_redis_until = 0.0
+        self._closing = set()  # the closes still being stored and announced
         self.redis_failures = 0
 
     def _bind(self):
@@ -74,6 +76,7 @@ class Presence:
             return
         self._loop = loop
         self._devices = defaultdict(set)
+        self._closing = set()
         self._refresher = None
         url = chat_setting("REDIS_URL")
         self._redis = _redis_client(url) if url else None
@@ -108,18 +111,27 @@ class Presence:
                 self._refresher.cancel()
                 self._refresher = None
 
+    def closing(self, task):
+        """Track a device's close until it is done (settled() waits for them)."""
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def settled(self):
+        """Once every close so far is stored and announced (tests, before their database goes)."""
+        while self._closing:
+            await asyncio.wait(set(self._closing))
+
     async def device_closed(self, user_id, connection):
         """After device_gone: stored and announced if it was their last device anywhere."""
         last_here = user_id not in self._devices
-        if self._redis is None:
-            last = last_here
-        else:
+        last = last_here
+        if self._redis is not None:
             count = await self._redis_call(self._remove, user_id, connection)
-            if count is None:  # Redis away: other processes may still have devices
-                if last_here:
-                    await self._store_last_seen(user_id, _now())
-                return
-            last = count == 0 and last_here
+            # Redis away: as without Redis, this process's count decides (the channel layer
+            # is away too, so only this process's sockets hear it; the renewal corrects
+            # it once Redis is back).
+            if count is not None:
+                last = count == 0 and last_here
         if last:
             when = _now()
             await self._store_last_seen(user_id, when)
@@ -315,7 +327,7 @@ class DevicePresence:
         self._closed = True
         if self._opening is not None:
             presence.device_gone(self.socket.user_id, self.connection)
-            asyncio.get_running_loop().create_task(self._finish_close())
+            presence.closing(asyncio.get_running_loop().create_task(self._finish_close()))
 
     async def _finish_close(self):
         try:
