@@ -40,7 +40,8 @@ def ephemeral(frames):
 
 @pytest.mark.redis
 def test_presence_and_typing_cross_processes_and_never_reach_a_stranger(tmp_path, postgres_database, redis_url):
-    """Bob on B sees Alice on A online and typing; offline (last seen) only after her devices on A and B closed."""
+    """Bob on B sees Alice on A online and typing; offline (last seen) only after her devices on A and B
+    closed, and when process A stops."""
     with two_servers(tmp_path, postgres_database, redis_url, "presence", **isolated_env()) as (env, a_proc, b_proc, users):
         alice, bob = users
         [eve] = provision(env, 1, "stranger")
@@ -83,6 +84,13 @@ def test_presence_and_typing_cross_processes_and_never_reach_a_stranger(tmp_path
             bob_a, users_seen = device(a_proc, tb)
             sockets.append(bob_a)
             assert users_seen == [{"user": alice["id"], "online": False, "last_seen": offline["last_seen"]}]
+
+            # Process A stops (a deploy): Alice's device there closes, Bob on B hears her go offline.
+            alice_a, _ = device(a_proc, ta)
+            sockets.append(alice_a)
+            assert recv_until(bob_b, presence_of(alice), 5)["online"] is True
+            a_proc.stop()
+            assert recv_until(bob_b, presence_of(alice), 10)["online"] is False
             assert ephemeral(drain(eve_b, 0.5)) == []  # the stranger learnt nothing at all
         finally:
             for sock in sockets:
