@@ -21,6 +21,7 @@ from tests.support.device_socket import (
     check_created,
     created_ids,
     moment,
+    own_redis_prefixes,
     session_parts,
     v2_database,  # noqa: F401  (the fixture)
     v2_url,
@@ -51,7 +52,8 @@ def single(tmp_path_factory, v2_database):
 def pair(tmp_path_factory, v2_database, redis_url):
     """Two server processes sharing PostgreSQL and Redis: (first, second, users)."""
     state = tmp_path_factory.mktemp("v2-pair")
-    env = server_env(state, database_url=v2_database, redis_url=redis_url, **SERVER_SETTINGS)
+    env = server_env(state, database_url=v2_database, redis_url=redis_url, **SERVER_SETTINGS,
+                     **own_redis_prefixes())
     users = Users(provision(env, 12, "v2two"), SIGNING_KEY)
     first = LiveServer(env, [free_port()], state / "first.log")
     second = LiveServer(env, [free_port()], state / "second.log")

@@ -12,6 +12,7 @@ from tests.support.chat import provision, ready_with_redis, wait_for
 from tests.support.device_socket import (
     Users,
     V2Socket,
+    own_redis_prefixes,
     v2_database,  # noqa: F401  (the fixture)
     v2_url,
 )
@@ -27,7 +28,8 @@ NOBODY = 10**9
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory, v2_database, redis_url):
     state = tmp_path_factory.mktemp("v2-presence")
-    env = server_env(state, database_url=v2_database, redis_url=redis_url, JWT_SIGNING_KEY=SIGNING_KEY)
+    env = server_env(state, database_url=v2_database, redis_url=redis_url, JWT_SIGNING_KEY=SIGNING_KEY,
+                     **own_redis_prefixes())
     users = Users(provision(env, 12, "v2pres"), SIGNING_KEY)
     first = LiveServer(env, [free_port()], state / "first.log")
     second = LiveServer(env, [free_port()], state / "second.log")

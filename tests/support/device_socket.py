@@ -379,3 +379,12 @@ def v2_database(postgres_admin_url, tmp_path_factory):
     manage(server_env(tmp_path_factory.mktemp("v2-migrate"), database_url=url), "migrate", "--noinput")
     yield url
     drop()
+
+
+def own_redis_prefixes():
+    """Settings that keep a module's servers to themselves on a shared Redis: pub/sub
+    ignores the database number, and user ids repeat across test databases, so another
+    run's events would otherwise reach these users' sockets."""
+    run = uuid.uuid4().hex[:10]
+    return {"REDIS_CHANNEL_PREFIX": f"v2-e2e-{run}", "REDIS_PRESENCE_PREFIX": f"v2-e2e-{run}:presence:",
+            "REDIS_CACHE_PREFIX": f"v2-e2e-{run}"}
