@@ -52,3 +52,10 @@ def test_the_script_never_parses_markup():
     script = (ASSET_DIR / "app.js").read_text()
     for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"]:
         assert sink not in script, sink
+
+
+def test_served_the_same_with_debug_off(client, settings):
+    """`make up` runs with DEBUG off and no collectstatic: the files come from the package."""
+    settings.DEBUG = False
+    response = client.get("/web/app.js")
+    assert response.status_code == 200 and response.content == (ASSET_DIR / "app.js").read_bytes()

@@ -39,12 +39,12 @@ def artifacts_dir():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(request, tmp_path_factory):
     """One server process, as `make run` serves (SQLite, in-memory layer); sends unthrottled
-    so a test can fill a thread quickly."""
+    so a test can fill a thread quickly. A test module adds settings in SERVER_ENV."""
     chrome_paths()
     state = tmp_path_factory.mktemp("browser")
-    env = server_env(state, CHAT_SEND_BURST=1000, CHAT_SEND_RATE=1000)
+    env = server_env(state, CHAT_SEND_BURST=1000, CHAT_SEND_RATE=1000, **getattr(request.module, "SERVER_ENV", {}))
     manage(env, "migrate", "--noinput")
     live = LiveServer(env, [free_port()], state / "server.log")
     with live:
@@ -62,6 +62,19 @@ def register(server, username, first_name, last_name):
     token = body["data"]["access"]
     status, me = http_json("GET", f"{server.http_url()}/api/users/me/", token=token)
     return {"id": me["data"]["id"], "username": username, "token": token}
+
+
+def sign_in(driver, server, username):
+    """Log in through the page; returns once the socket is online."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(server.http_url() + "/")
+    driver.find_element(By.ID, "login-username").send_keys(username)
+    driver.find_element(By.ID, "login-password").send_keys(PASSWORD)
+    driver.find_element(By.ID, "login-submit").click()
+    WebDriverWait(driver, 10, poll_frequency=0.1).until(
+        lambda d: d.find_element(By.ID, "connection").get_attribute("data-state") == "online")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.browser.conftest import DESKTOP, PASSWORD, PHONE, register
+from tests.browser.conftest import DESKTOP, PASSWORD, PHONE, register, sign_in
 from tests.support.live import http_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -122,11 +122,7 @@ def alice(server, people, open_browser, artifacts_dir):
 def bob(server, people, open_browser):
     """bob's browser: logged in through the page, socket online."""
     driver = open_browser()
-    driver.get(server.http_url() + "/")
-    by_id(driver, "login-username").send_keys("bob")
-    by_id(driver, "login-password").send_keys(PASSWORD)
-    by_id(driver, "login-submit").click()
-    wait_until(driver, lambda d: connection(d) == "online", "bob online")
+    sign_in(driver, server, "bob")
     driver.user = people["bob"]
     return driver
 
