@@ -64,6 +64,11 @@ def register(server, username, first_name, last_name):
     return {"id": me["data"]["id"], "username": username, "token": token}
 
 
+def console_errors(driver):
+    """Errors the page logged since the last call (script errors, CSP violations, failed loads)."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
 def sign_in(driver, server, username):
     """Log in through the page; returns once the socket is online."""
     from selenium.webdriver.common.by import By
@@ -96,6 +101,7 @@ def open_browser(tmp_path_factory):
                          "--disable-backgrounding-occluded-windows",
                          f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
             options.add_argument(argument)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console_errors()
         driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
         driver.set_window_size(*DESKTOP)
         drivers.append(driver)

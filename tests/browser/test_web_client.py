@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.browser.conftest import DESKTOP, PASSWORD, PHONE, register, sign_in
+from tests.browser.conftest import DESKTOP, PASSWORD, PHONE, console_errors, register, sign_in
 from tests.support.live import http_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -183,6 +183,7 @@ def test_hostile_text_renders_as_text(alice, bob):
             " document.querySelectorAll('script').length];")
         assert counts == [0, 0, 0, 1], counts  # only the page's own app.js
         assert_no_alert(driver)
+        assert console_errors(driver) == [], "no script error, no CSP violation, no failed load"
 
 
 def assert_no_alert(driver):
