@@ -320,3 +320,22 @@ def test_server_restart_mid_conversation_loses_and_duplicates_nothing(server, al
     after = text_marker("after the restart")
     type_and_send(bob, after)
     wait_until(alice, lambda d: [m for m in messages(d) if m["text"] == after], "live again after the restart")
+
+
+def test_unsent_message_survives_closing_the_page_and_is_sent_once_on_return(server, alice, bob):
+    open_conversation(bob, alice.user["id"])
+    open_conversation(alice, bob.user["id"])
+    server.stop()
+    wait_until(alice, lambda d: connection(d) == "offline", "alice offline")
+    kept = text_marker("written offline, page closed")
+    type_and_send(alice, kept)
+    wait_until(alice, lambda d: [m for m in messages(d) if m["text"] == kept and m["status"] == "pending"], "pending")
+    alice.get("about:blank")
+    server.start()
+    alice.get(server.http_url() + "/")  # still signed in (stored tokens); the outbox is read back
+    wait_until(alice, lambda d: connection(d) == "online", "alice back")
+    wait_until(bob, lambda d: [m for m in messages(d) if m["text"] == kept], "the kept message at bob", timeout=40)
+    open_conversation(alice, bob.user["id"])
+    wait_until(alice, lambda d: [m["status"] for m in messages(d) if m["text"] == kept] == ["read"], "sent once and read")
+    assert [m["text"] for m in messages(bob)].count(kept) == 1
+    assert [m["content"] for m in rest_thread(server, alice.user, bob.user["id"])].count(kept) == 1

@@ -973,7 +973,7 @@ function showConnection(kind, seconds) {
 }
 
 function showAuth(which) {
-  document.body.className = "signed-out";
+  document.body.className = "";
   $("chat").hidden = true;
   $("auth").hidden = false;
   $("login-form").hidden = which !== "login";
@@ -981,23 +981,28 @@ function showAuth(which) {
   $(which === "login" ? "login-username" : "register-username").focus();
 }
 
+// The chat screen at once; the user, the queued messages and the conversation list over
+// REST, then the socket (resuming after the newest message the list showed). A server that
+// cannot be reached is tried again every few seconds.
 async function startChat() {
+  document.body.className = "view-list";
+  $("auth").hidden = true;
+  $("chat").hidden = false;
+  showConnection("connecting");
   try {
     state.me = await api("GET", "/api/users/me/");
     state.outbox = loadOutbox();
     await loadConversations();
   } catch (error) {
-    if (state.auth) showNotice(error.message);
-    if (!state.me) {
-      if (state.auth) setTimeout(startChat, 3000); // the server is down: try again
-      return;
+    if (state.auth) {
+      showNotice(error.message);
+      setTimeout(() => state.auth && startChat(), 3000);
     }
+    return;
   }
   for (const item of state.outbox) conversationWith(item.to);
-  document.body.className = "view-list";
-  $("auth").hidden = true;
-  $("chat").hidden = false;
-  setText($("me"), displayName({ ...state.me, full_name: [state.me.first_name, state.me.last_name].filter(Boolean).join(" ") }));
+  const fullName = [state.me.first_name, state.me.last_name].filter(Boolean).join(" ");
+  setText($("me"), displayName({ ...state.me, full_name: fullName }));
   renderList();
   scheduleRefresh();
   connect();
