@@ -9,8 +9,8 @@ page by page, waiting for its outbox to drain between pages), says `sync.done`, 
 lets the held events out, skipping the messages it just replayed. A `sync` frame later
 does the same from that frame on.
 
-Presence and typing plug in through presence_opened / presence_closed / handle_typing /
-handle_presence_query (realtime/presence.py fills them in).
+Presence and typing: realtime/presence.py (DevicePresence), through presence_opened /
+presence_closed / handle_typing / handle_presence_query.
 """
 
 import asyncio
@@ -23,11 +23,12 @@ from channels.db import database_sync_to_async
 
 from .. import actions, queries, sends, wire
 from ..conf import chat_setting
-from ..errors import ChatError, InvalidInput, NotFound
+from ..errors import ChatError, InvalidInput
 from ..metrics import RATE_LIMITED_FRAMES
 from ..ratelimit import allow_send
 from .batcher import batcher
 from .consumers import SERVER_ERROR, SLOW_CONSUMER, ChatSocket
+from .presence import DevicePresence
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ _replay_page = database_sync_to_async(queries.replay_page)
 _resume_overlap = database_sync_to_async(queries.resume_overlap)
 _changes_since = database_sync_to_async(queries.changes_since)
 _newest_visible_id = database_sync_to_async(queries.newest_visible_id)
-_has_conversation = database_sync_to_async(queries.has_conversation)
 
 
 def _now():
@@ -68,6 +68,7 @@ class DeviceConsumer(ChatSocket):
 
     async def connect(self):
         self._held = []  # before registering: no live event may pass the replay
+        self._presence = DevicePresence(self)
         self._replayed = set()
         self._conversations = {}
         await super().connect()
@@ -170,7 +171,8 @@ class DeviceConsumer(ChatSocket):
 
     def on_event(self, event, frames):
         if self._held is None:
-            self.push(wire.v2_text(event, frames, self.user_id, self._base_url))
+            if not self._presence.hold(event, frames):
+                self.push(wire.v2_text(event, frames, self.user_id, self._base_url))
         elif len(self._held) < MAX_HELD_EVENTS:
             self._held.append((event, frames))
         else:
@@ -180,11 +182,11 @@ class DeviceConsumer(ChatSocket):
 
     async def handle(self, payload):
         try:
-            kind, ref = sends.device_frame_type(payload)
+            ref = sends.device_ref(payload)
         except ChatError as error:
             return self.send_error(error.code, error.message)
         try:
-            await self._handlers[kind](self, payload, ref)
+            await self._handlers[sends.device_frame_type(payload)](self, payload, ref)
         except ChatError as error:
             self.send_error(error.code, error.message, ref)
 
@@ -272,22 +274,21 @@ class DeviceConsumer(ChatSocket):
         "presence.query": _handle_presence_query,
     }
 
-    # --- presence and typing (realtime/presence.py replaces these) -------------------
+    # --- presence and typing (realtime/presence.py) ------------------------------------
 
     async def presence_opened(self):
-        """After the first sync.done: the presence snapshot of the user's contacts."""
-        self.push(wire.dumps(wire.presence_snapshot_frame([])))
+        """After the first sync.done: this device counts for its user's presence; the
+        presence snapshot of the user's contacts."""
+        await self._presence.opened()
 
     def presence_closed(self):
         """The socket is gone (any way out)."""
+        self._presence.closed()
 
     async def handle_typing(self, payload):
         """A typing frame; raises the ChatError to answer with."""
-        to, _state = sends.device_typing(payload)
-        if not await _has_conversation(self.user_id, to):
-            raise NotFound("No conversation with this user.", code="no_conversation")
+        await self._presence.typing(payload)
 
     async def handle_presence_query(self, payload):
         """A presence.query frame; raises the ChatError to answer with."""
-        sends.device_presence_query(payload)
-        self.push(wire.dumps(wire.presence_snapshot_frame([])))
+        await self._presence.query(payload)
