@@ -168,6 +168,7 @@ def test_alice_sends_bob_sees_it_live_with_a_rising_badge_and_alice_sees_the_rea
                "alice's read ticks")
     type_and_send(bob, "Yes, it is! When would you like to visit?")
     wait_until(alice, lambda d: len(messages(d)) == 3, "bob's answer at alice")
+    wait_until(alice, lambda d: by_id(d, "thread-status").text == "online", "bob's presence, a contact now")
     screenshot(alice, artifacts_dir, "thread-desktop")
 
 
@@ -278,6 +279,17 @@ def test_phone_sized_screens(alice, bob, artifacts_dir):
         assert not by_id(bob, "thread-pane").is_displayed()
     finally:
         bob.set_window_size(*DESKTOP)
+
+
+def test_presence_and_last_seen(server, alice, bob):
+    open_conversation(alice, bob.user["id"])
+    wait_until(alice, lambda d: by_id(d, "thread-status").text == "online", "bob online")
+    bob.get("about:blank")  # bob's only device goes away
+    wait_until(alice, lambda d: by_id(d, "thread-status").text.startswith("last seen "), "bob's last seen")
+    assert "online" not in by_id(alice, "thread-dot").get_attribute("class")
+    bob.get(server.http_url() + "/")  # still signed in
+    wait_until(alice, lambda d: by_id(d, "thread-status").text == "online", "bob back online")
+    wait_until(bob, lambda d: connection(d) == "online", "bob's socket")
 
 
 def test_server_restart_mid_conversation_loses_and_duplicates_nothing(server, alice, bob):

@@ -382,6 +382,7 @@ function onMessage(message, counterpart) {
     if (!threadVisible(otherId)) conversation.unread += 1;
     dropTyping(otherId);
   }
+  if (socket.ready) queryPresence(otherId);
   renderList();
   if (state.openId === otherId) {
     renderThread({ follow: mine });
@@ -605,8 +606,15 @@ async function loadThread(otherId, older) {
   }
 }
 
+const presenceAsked = new Map(); // user id -> id of the conversation's last message when asked
+
+// Contacts arrive in the snapshot; someone who becomes a contact later (by a first message)
+// is asked for, once per new message until known: the server leaves strangers out.
 function queryPresence(userId) {
-  if (!state.presence.has(userId)) send({ type: "presence.query", users: [userId] });
+  const conversation = state.conversations.get(userId);
+  const mark = conversation && conversation.last ? conversation.last.id : 0;
+  if (state.presence.has(userId) || presenceAsked.get(userId) === mark) return;
+  if (send({ type: "presence.query", users: [userId] })) presenceAsked.set(userId, mark);
 }
 
 // --- read receipts -----------------------------------------------------------------------
@@ -1017,6 +1025,7 @@ function resetState() {
   state.typing = new Map();
   listItems.clear();
   messageItems.clear();
+  presenceAsked.clear();
   $("conversations").replaceChildren();
   $("messages").replaceChildren();
   $("thread").hidden = true;
@@ -1137,6 +1146,23 @@ function wire() {
   phone.addEventListener("change", markReadIfVisible);
   window.addEventListener("online", () => {
     if (state.auth && !socket.ws) {
+      socket.attempt = 0;
+      connect();
+    }
+  });
+  // Leaving the page closes the socket at once (last seen is right, and a page kept in
+  // the back/forward cache holds no socket); coming back from that cache reconnects.
+  window.addEventListener("pagehide", () => {
+    typingStopped();
+    clearTimeout(socket.retryTimer);
+    clearInterval(socket.pingTimer);
+    const ws = socket.ws;
+    socket.ws = null;
+    socket.ready = false;
+    if (ws) ws.close(1000);
+  });
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted && state.auth && state.me) {
       socket.attempt = 0;
       connect();
     }
