@@ -265,6 +265,18 @@ def test_scroll_back_by_cursor(server, alice, people):
     wait_until(alice, lambda d: badge(d, carol["id"]) == 0, "read when open")
 
 
+def test_clear_hides_the_conversation_for_the_one_who_clears_it(server, bob, people):
+    carol = people["carol"]
+    open_conversation(bob, carol["id"])
+    wait_until(bob, lambda d: [m for m in messages(d) if m["text"] == "Is the flat on Calle Sucre still free?"],
+               "carol's message")
+    by_id(bob, "clear").click()
+    bob.switch_to.alert.accept()
+    wait_until(bob, lambda d: messages(d) == [], "an empty thread")
+    assert "No messages yet" in bob.find_element("css selector", f"#conversations li[data-user='{carol['id']}']").text
+    assert [m["content"] for m in rest_thread(server, carol, bob.user["id"])] == ["Is the flat on Calle Sucre still free?"]
+
+
 def test_phone_sized_screens(alice, bob, artifacts_dir):
     try:
         bob.set_window_size(*PHONE)
