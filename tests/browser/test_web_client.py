@@ -254,10 +254,12 @@ def test_scroll_back_by_cursor(server, alice, people):
         assert status == 201, body
     wait_until(alice, lambda d: badge(d, carol["id"]) == 75, "carol's 75 unread at alice")
     open_conversation(alice, carol["id"])
-    wait_until(alice, lambda d: len(messages(d)) == 30, "the newest page")
-    assert [m["text"] for m in messages(alice)] == texts[-30:]
-    by_id(alice, "older").click()
-    wait_until(alice, lambda d: len(messages(d)) == 60, "the second page")
+    wait_until(alice, lambda d: len(messages(d)) >= 30, "the newest page")
+    shown = [m["text"] for m in messages(alice)]
+    assert len(shown) in {30, 60} and shown == texts[-len(shown):], shown  # 60: the page opened scrolled up
+    if len(shown) == 30:
+        by_id(alice, "older").click()  # (Selenium scrolls it into view first, which may load a page too)
+        wait_until(alice, lambda d: len(messages(d)) >= 60, "the second page")
     alice.execute_script("document.getElementById('scroller').scrollTop = 0")  # scrolling up loads the rest
     wait_until(alice, lambda d: len(messages(d)) == 75, "the last page")
     assert [m["text"] for m in messages(alice)] == texts

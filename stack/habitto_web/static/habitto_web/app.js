@@ -314,6 +314,8 @@ function onFrame(frame) {
       socket.ready = true;
       socket.attempt = 0;
       showConnection("online");
+      // A read frame lost with the last socket is sent again (the replayed receipts say what counted).
+      for (const conversation of state.conversations.values()) conversation.readSent = conversation.readByMe;
       flushOutbox();
       if (state.openId !== null) queryPresence(state.openId);
       markReadIfVisible();
@@ -632,9 +634,9 @@ function markReadIfVisible() {
   let newest = conversation.last && conversation.last.sender === otherId ? conversation.last.id : 0;
   const thread = state.threads.get(otherId);
   if (thread) for (const message of thread.messages.values()) if (message.sender === otherId) newest = Math.max(newest, message.id);
-  if (newest > conversation.readByMe && newest > conversation.readSent) {
+  if (newest > conversation.readByMe && newest > conversation.readSent
+      && send({ type: "read", message_id: newest, ref: `read:${newest}` })) {
     conversation.readSent = newest;
-    send({ type: "read", message_id: newest, ref: `read:${newest}` });
   }
   if (conversation.unread) {
     conversation.unread = 0;
@@ -838,7 +840,8 @@ function openThread(otherId) {
   renderList();
   renderThread({ opened: true });
   markReadIfVisible();
-  $("composer-input").focus();
+  // On a phone the keyboard would cover the thread: the heading takes the focus there.
+  (phone.matches ? $("thread-name") : $("composer-input")).focus();
 }
 
 function closeThread() {
@@ -1122,7 +1125,7 @@ function wire() {
   $("older").addEventListener("click", () => loadThread(state.openId, true));
   $("scroller").addEventListener("scroll", () => {
     const thread = state.threads.get(state.openId);
-    if ($("scroller").scrollTop < 40 && thread && thread.hasOlder && !thread.loading) loadThread(state.openId, true);
+    if ($("scroller").scrollTop < 40 && thread && thread.loaded && thread.hasOlder && !thread.loading) loadThread(state.openId, true);
   });
   const input = $("composer-input");
   $("composer").addEventListener("submit", submitComposer);
