@@ -45,9 +45,9 @@ async def opened(ws, token, query=""):
 
 
 async def ack_and_echo(socket):
-    """The ack and the message.created of a send, in either order."""
+    """The ack of a send, then its message.created."""
     frames = [await socket.receive_json_from(timeout=WS_WAIT) for _ in range(2)]
-    assert sorted(f["type"] for f in frames) == ["ack", "message.created"], frames
+    assert [f["type"] for f in frames] == ["ack", "message.created"], frames
     return frames
 
 
@@ -102,6 +102,7 @@ async def test_send_is_acknowledged_with_ref_and_reaches_every_device_of_both(ws
     bobs, _ = await opened(ws, token_b)
     await phone.send_json_to({"type": "send", "to": bob.pk, "content": "visit at 5?", "client_id": "c-1", "ref": "r1"})
     frames = [await phone.receive_json_from(timeout=WS_WAIT) for _ in range(2)]
+    assert [f["type"] for f in frames] == ["ack", "message.created"]  # the sender: ack first
     by_type = {f["type"]: f for f in frames}
     ack = by_type["ack"]
     assert ack == {"type": "ack", "client_id": "c-1", "message_id": ack["message_id"], "duplicate": False, "ref": "r1"}
@@ -479,3 +480,87 @@ async def test_cursor_errors_and_sync_in_progress(ws, pair, monkeypatch):
     assert (error["code"], error["ref"]) == ("sync_in_progress", "again")
     gate.set()
     assert (await socket.receive_json_from(timeout=WS_WAIT))["type"] == "sync.done"
+
+
+# --- typing and presence events (published by realtime/presence.py) ---------------------
+
+
+async def test_typing_and_presence_events_reach_device_sockets_only(ws, pair):
+    """The hub carries them like any event; the room and inbox sockets of protocol 2
+    (whose clients do not know these frames) leave them out."""
+    from habitto_chat import wire
+    from habitto_chat.realtime.hub import hub
+
+    alice, bob, token_a, token_b, room = pair
+    await send_message(alice.pk, bob.pk, "hi")
+    bobs, _ = await opened(ws, token_b)
+    bob_room = await ws(f"{room}?token={token_b}&protocol=2")
+    bob_inbox = await ws(f"/ws/chat/inbox/{bob.pk}/?token={token_b}&protocol=2")
+    seen = timezone.now()
+    hub.publish([wire.typing_event(alice.pk, bob.pk, "start"), wire.presence_event(alice.pk, [bob.pk], False, seen)])
+    typing = await bobs.receive_json_from(timeout=WS_WAIT)
+    assert typing == {"type": "typing", "user": alice.pk, "state": "start", "pair": sorted((alice.pk, bob.pk))}
+    presence = await bobs.receive_json_from(timeout=WS_WAIT)
+    assert presence == {"type": "presence", "user": alice.pk, "online": False, "last_seen": wire.iso(seen)}
+    for socket in (bob_room, bob_inbox):
+        assert await socket.receive_nothing(timeout=0.3)
+
+
+def test_resume_queries_cost_the_same_for_any_backlog(pair, make_user, django_assert_num_queries):
+    """A replay page is 3 queries (sent, received, user cards), the changes 4."""
+    alice, bob = pair[0], pair[1]
+    carol = make_user("carol")
+    _store(bob, alice, 400)
+    _store(alice, carol, 300)
+    with django_assert_num_queries(3):
+        events = queries.replay_page(alice.pk, 0)
+    assert len(events) == 500 and [e["message"]["id"] for e in events] == sorted(e["message"]["id"] for e in events)
+    with django_assert_num_queries(3):
+        assert len(queries.resume_overlap(alice.pk, events[-1]["message"]["id"], frozenset())) == 500
+    with django_assert_num_queries(4):
+        queries.changes_since(alice.pk, 0, timezone.now())
+
+
+async def test_a_resume_in_the_query_string_replays_changes_since_the_cursor(ws, pair):
+    alice, bob, token_a, _, _ = pair
+    first, second = await store(alice, bob, 2)
+    since = (timezone.now() - timedelta(seconds=10)).isoformat().replace("+00:00", "Z")
+    await sync_to_async(actions.do_mark_read)(bob.pk, second)
+    _, frames = await opened(ws, token_a, f"after_id={second}&since={since}&recent={first},{second}")
+    assert [f["type"] for f in frames] == ["hello", "thread.read", "sync.done"]
+    assert frames[1]["last_read_id"] == second and frames[1]["replay"] is True
+
+
+async def test_a_device_too_far_behind_during_a_sync_is_closed_as_slow(ws, pair, monkeypatch):
+    alice, bob, token_a, _, _ = pair
+    monkeypatch.setattr(device, "MAX_HELD_EVENTS", 2)
+    gate = asyncio.Event()
+    original = device._replay_page
+
+    async def slow(*args):
+        await gate.wait()
+        return await original(*args)
+
+    monkeypatch.setattr(device, "_replay_page", slow)
+    socket = await ws(v2(token_a, "after_id=0"))
+    assert (await socket.receive_json_from(timeout=WS_WAIT))["type"] == "hello"
+    for n in range(3):
+        await send_message(bob.pk, alice.pk, f"m{n}")
+    assert await socket.receive_output(timeout=WS_WAIT) == {"type": "websocket.close", "code": 4408, "reason": "too many events during a sync"}
+    gate.set()
+
+
+async def test_pipelined_sends_are_each_acknowledged_before_their_echo_in_order(ws, pair):
+    alice, bob, token_a, _, _ = pair
+    socket, _ = await opened(ws, token_a)
+    for n in range(20):
+        await socket.send_json_to({"type": "send", "to": bob.pk, "content": f"m{n}", "client_id": f"p-{n}"})
+    frames = [await socket.receive_json_from(timeout=WS_WAIT) for _ in range(40)]
+    acked = set()
+    for frame in frames:
+        if frame["type"] == "ack":
+            acked.add(frame["client_id"])
+        else:
+            assert frame["message"]["client_id"] in acked
+    created = [f["message"]["id"] for f in frames if f["type"] == "message.created"]
+    assert created == sorted(created) and len(acked) == 20
