@@ -276,6 +276,7 @@ def test_clear_hides_the_conversation_for_the_one_who_clears_it(server, bob, peo
     bob.switch_to.alert.accept()
     wait_until(bob, lambda d: messages(d) == [], "an empty thread")
     assert "No messages yet" in bob.find_element("css selector", f"#conversations li[data-user='{carol['id']}']").text
+    assert conversation_order(bob)[-1] == carol["id"], "a cleared conversation goes to the bottom"
     assert [m["content"] for m in rest_thread(server, carol, bob.user["id"])] == ["Is the flat on Calle Sucre still free?"]
 
 

@@ -53,7 +53,7 @@ const state = {
 };
 
 function newConversation(counterpart) {
-  return { counterpart, last: null, unread: 0, baseline: 0, readByMe: 0, readByOther: 0, readSent: 0 };
+  return { counterpart, last: null, unread: 0, baseline: 0, readByMe: 0, readByOther: 0, readSent: 0, draft: false };
 }
 
 function displayName(person) {
@@ -669,8 +669,10 @@ function renderAll() {
 const listItems = new Map(); // counterpart id -> <li>
 
 function conversationOrder() {
-  // Newest last message first; a conversation just started (no message yet) on top.
-  return [...state.conversations.entries()].sort(([, a], [, b]) => (b.last ? b.last.id : Infinity) - (a.last ? a.last.id : Infinity));
+  // Newest last message first; one just started from the search (no message yet) on top,
+  // a cleared one at the bottom.
+  const key = (conversation) => (conversation.last ? conversation.last.id : conversation.draft ? Infinity : 0);
+  return [...state.conversations.entries()].sort(([, a], [, b]) => key(b) - key(a));
 }
 
 function renderList() {
@@ -944,7 +946,8 @@ function searchPeople() {
 }
 
 function startConversation(person) {
-  conversationWith(person.id, { id: person.id, username: person.username, full_name: person.full_name });
+  const conversation = conversationWith(person.id, { id: person.id, username: person.username, full_name: person.full_name });
+  conversation.draft = !conversation.last;
   $("search-input").value = "";
   $("search-results").hidden = true;
   $("search-results").replaceChildren();
