@@ -307,6 +307,47 @@ def test_presence_and_last_seen(server, alice, bob):
     wait_until(bob, lambda d: connection(d) == "online", "bob's socket")
 
 
+def network(driver, online):
+    """Chromium's network emulation: offline fires the page's `offline` event."""
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
+        "offline": not online, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+
+
+def test_resume_after_going_offline_replays_messages_edits_and_deletions(server, alice, bob, people):
+    """bob's socket drops while alice writes, edits and deletes: back online, bob's client
+    resumes (after_id, since, recent) and holds everything once, in order."""
+    open_conversation(bob, alice.user["id"])
+    open_conversation(alice, bob.user["id"])
+    to_edit, to_delete = text_marker("will be edited"), text_marker("will be deleted")
+    for text in (to_edit, to_delete):
+        type_and_send(alice, text)
+    wait_until(bob, lambda d: shown_once_in_order(d, [to_edit, to_delete]), "both at bob")
+    start_conversation(bob, "carol", people["carol"]["id"])  # alice's thread is not on bob's screen
+
+    network(bob, online=False)
+    try:
+        wait_until(bob, lambda d: connection(d) == "offline", "bob offline")
+        missed = [text_marker(f"missed {n}") for n in range(3)]
+        for text in missed:
+            type_and_send(alice, text)
+        wait_until(alice, lambda d: all(m["status"] == "sent" for m in messages(d) if m["text"] in missed)
+                   and len([m for m in messages(d) if m["text"] in missed]) == 3, "stored while bob is away")
+        ids = {m["content"]: m["id"] for m in rest_thread(server, alice.user, bob.user["id"])}
+        edited = text_marker("edited while bob was away")
+        base, token = f"{server.http_url()}/api/messages", alice.user["token"]
+        assert http_json("PATCH", f"{base}/{ids[to_edit]}/", {"content": edited}, token=token)[0] == 200
+        assert http_json("DELETE", f"{base}/{ids[to_delete]}/", token=token)[0] in {200, 204}
+    finally:
+        network(bob, online=True)
+    wait_until(bob, lambda d: connection(d) == "online", "bob back")
+    wait_until(bob, lambda d: badge(d, alice.user["id"]) == 3, "three unread from the replay")
+    open_conversation(bob, alice.user["id"])
+    wait_until(bob, lambda d: shown_once_in_order(d, [edited, *missed]), "the replay, once and in order")
+    assert all(m["text"] != to_delete for m in messages(bob)), "the deletion replayed"
+    assert not [m for m in messages(bob) if m["text"] == to_edit]
+
+
 def test_server_restart_mid_conversation_loses_and_duplicates_nothing(server, alice, bob):
     open_conversation(alice, bob.user["id"])
     open_conversation(bob, alice.user["id"])

@@ -1150,6 +1150,10 @@ function wire() {
   document.addEventListener("visibilitychange", markReadIfVisible);
   window.addEventListener("focus", markReadIfVisible);
   phone.addEventListener("change", markReadIfVisible);
+  // The browser knows the network is gone before a missed pong would tell.
+  window.addEventListener("offline", () => {
+    if (socket.ws) socketLost(1006);
+  });
   window.addEventListener("online", () => {
     if (state.auth && !socket.ws) {
       socket.attempt = 0;
