@@ -4,7 +4,6 @@ unread badges, read ticks, typing, edits and deletions, scroll-back, a server re
 the middle of the conversation, and hostile text that must stay text."""
 
 import json
-import time
 import uuid
 
 import pytest
@@ -369,7 +368,9 @@ def test_server_restart_mid_conversation_loses_and_duplicates_nothing(server, al
         f"return localStorage.getItem('habitto.outbox.{alice.user['id']}')"))
     assert [item["content"] for item in stored] == queued, "kept across a page reload"
 
-    time.sleep(1)
+    assert by_id(alice, "reconnect").is_displayed()
+    by_id(alice, "reconnect").click()  # tried at once: still down, so offline again
+    wait_until(alice, lambda d: connection(d) == "offline", "a failed attempt")
     server.start()
     for driver in (alice, bob):
         wait_until(driver, lambda d: connection(d) == "online", "back online", timeout=40)

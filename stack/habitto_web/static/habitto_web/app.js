@@ -973,6 +973,7 @@ let countdownTimer = null;
 function showConnection(kind, seconds) {
   const element = $("connection");
   element.dataset.state = kind;
+  $("reconnect").hidden = kind !== "offline";
   clearInterval(countdownTimer);
   if (kind === "online") element.textContent = "Online";
   else if (kind === "connecting") element.textContent = "Connecting…";
@@ -1115,6 +1116,10 @@ function wire() {
   $("show-register").addEventListener("click", () => showAuth("register"));
   $("show-login").addEventListener("click", () => showAuth("login"));
   $("logout").addEventListener("click", logOut);
+  $("reconnect").addEventListener("click", () => {
+    socket.attempt = 0;
+    connect();
+  });
   $("search-input").addEventListener("input", searchPeople);
   $("search-form").addEventListener("submit", (event) => event.preventDefault());
   $("search-input").addEventListener("keydown", (event) => {
