@@ -216,7 +216,8 @@ function readStoredAuth() {
 
 // --- the socket ------------------------------------------------------------------------
 
-const socket = { ws: null, ready: false, attempt: 0, retryTimer: null, pingTimer: null, lastFrame: 0 };
+const socket = { ws: null, ready: false, attempt: 0, upSince: 0, retryTimer: null, pingTimer: null, lastFrame: 0 };
+const STABLE_MS = 60000; // a socket up this long resets the backoff
 
 function connect() {
   clearTimeout(socket.retryTimer);
@@ -256,7 +257,15 @@ function socketLost(code) {
   socket.ready = false;
   clearInterval(socket.pingTimer);
   if (ws && ws.readyState <= WebSocket.OPEN) ws.close();
+  // Only a socket that stayed up resets the backoff: one the server accepts and then
+  // closes at once (too many sockets, a failing sync) must not bring us back every second.
+  if (socket.upSince && Date.now() - socket.upSince >= STABLE_MS) socket.attempt = 0;
+  socket.upSince = 0;
   if (!state.auth) return;
+  if (code === 4403) {
+    showConnection("refused"); // this origin is not allowed: trying again cannot help
+    return;
+  }
   if (code === 4401) {
     // Expired or revoked token: a fresh one, then straight back (a rejected refresh signs out).
     refreshToken().then((outcome) => {
@@ -270,8 +279,8 @@ function socketLost(code) {
 
 function retryLater() {
   clearTimeout(socket.retryTimer);
-  // 1, 2, 4, ... 30 s, plus up to a second of jitter so clients do not return in step.
-  const seconds = Math.min(MAX_BACKOFF_S, 2 ** socket.attempt) + Math.random();
+  // 1, 2, 4, ... 30 s, ±20 % so that clients dropped together do not return in step.
+  const seconds = Math.min(MAX_BACKOFF_S, 2 ** socket.attempt) * (0.8 + 0.4 * Math.random());
   socket.attempt += 1;
   showConnection("offline", seconds);
   socket.retryTimer = setTimeout(connect, seconds * 1000);
@@ -312,7 +321,7 @@ function onFrame(frame) {
       state.afterId = Math.max(state.afterId, frame.after_id || 0);
       state.since = frame.since || state.since;
       socket.ready = true;
-      socket.attempt = 0;
+      socket.upSince = Date.now();
       showConnection("online");
       // A read frame lost with the last socket is sent again (the replayed receipts say what counted).
       for (const conversation of state.conversations.values()) conversation.readSent = conversation.readByMe;
@@ -973,10 +982,11 @@ let countdownTimer = null;
 function showConnection(kind, seconds) {
   const element = $("connection");
   element.dataset.state = kind;
-  $("reconnect").hidden = kind !== "offline";
+  $("reconnect").hidden = kind !== "offline" && kind !== "refused";
   clearInterval(countdownTimer);
   if (kind === "online") element.textContent = "Online";
   else if (kind === "connecting") element.textContent = "Connecting…";
+  else if (kind === "refused") element.textContent = "The server refused this page's connection";
   else {
     const until = Date.now() + seconds * 1000;
     const tick = () => {
