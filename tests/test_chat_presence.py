@@ -79,10 +79,7 @@ async def close(*devices):
     test's database goes)."""
     for device in devices:
         device.close()
-    running = {asyncio.current_task(), presence._refresher}  # the renewal runs while any device is up
-    pending = [task for task in asyncio.all_tasks() if task not in running]
-    if pending:
-        await asyncio.wait(pending, timeout=5)
+    await asyncio.wait_for(presence.settled(), 5)
 
 
 @pytest.fixture

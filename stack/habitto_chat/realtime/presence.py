@@ -64,6 +64,7 @@ class Presence:
         self._refresher = None
         self._last_warning = 0.0
         self._skip_redis_until = 0.0
+        self._closing = set()  # the closes still being stored and announced
         self.redis_failures = 0
 
     def _bind(self):
@@ -74,6 +75,7 @@ class Presence:
             return
         self._loop = loop
         self._devices = defaultdict(set)
+        self._closing = set()
         self._refresher = None
         url = chat_setting("REDIS_URL")
         self._redis = _redis_client(url) if url else None
@@ -107,6 +109,16 @@ class Presence:
             if not self._devices and self._refresher is not None:
                 self._refresher.cancel()
                 self._refresher = None
+
+    def closing(self, task):
+        """Track a device's close until it is done (settled() waits for them)."""
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def settled(self):
+        """Once every close so far is stored and announced (tests, before their database goes)."""
+        while self._closing:
+            await asyncio.wait(set(self._closing))
 
     async def device_closed(self, user_id, connection):
         """After device_gone: stored and announced if it was their last device anywhere."""
@@ -315,7 +327,7 @@ class DevicePresence:
         self._closed = True
         if self._opening is not None:
             presence.device_gone(self.socket.user_id, self.connection)
-            asyncio.get_running_loop().create_task(self._finish_close())
+            presence.closing(asyncio.get_running_loop().create_task(self._finish_close()))
 
     async def _finish_close(self):
         try:
