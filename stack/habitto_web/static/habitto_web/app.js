@@ -64,9 +64,12 @@ function otherOf(pair) {
   return pair[0] === state.me.id ? pair[1] : pair[0];
 }
 
-function noteHeld(message) {
+// Held: shown, so not counted unread again and named in `recent`. Only what the socket
+// delivered (and the list the socket resumes from) moves after_id: a thread page read over
+// REST while the socket is away must not make the resume skip other conversations.
+function noteHeld(message, { advance = false } = {}) {
   state.held.set(message.id, Date.parse(message.created_at));
-  if (message.id > state.afterId) state.afterId = message.id;
+  if (advance && message.id > state.afterId) state.afterId = message.id;
 }
 
 function recentIds() {
@@ -383,7 +386,7 @@ function onMessage(message, counterpart) {
   const mine = message.sender === state.me.id;
   const otherId = mine ? message.receiver : message.sender;
   const known = state.held.has(message.id);
-  noteHeld(message);
+  noteHeld(message, { advance: true });
   if (mine && message.client_id) settleOutbox(message.client_id);
   const conversation = conversationWith(otherId, counterpart);
   const thread = state.threads.get(otherId);
@@ -564,14 +567,15 @@ function typingStopped() {
 
 // --- loading ---------------------------------------------------------------------------
 
-async function loadConversations() {
+// `first`: before the socket opens; the socket resumes after the newest message listed.
+async function loadConversations({ first = false } = {}) {
   const page = await api("GET", "/api/messages/conversations/?page_size=100");
   for (const item of page.results) {
     const conversation = conversationWith(item.counterpart.id, item.counterpart);
     const last = item.last_message;
     if (last && (!conversation.last || last.id >= conversation.last.id)) {
       conversation.last = last;
-      noteHeld(last);
+      noteHeld(last, { advance: first });
       conversation.baseline = Math.max(conversation.baseline, last.id);
       conversation.unread = item.unread_count;
       if (last.sender === state.me.id && last.is_read) conversation.readByOther = Math.max(conversation.readByOther, last.id);
@@ -1017,7 +1021,7 @@ async function startChat() {
   try {
     state.me = await api("GET", "/api/users/me/");
     state.outbox = loadOutbox();
-    await loadConversations();
+    await loadConversations({ first: true });
   } catch (error) {
     if (state.auth) {
       showNotice(error.message);
