@@ -684,7 +684,7 @@ const listItems = new Map(); // counterpart id -> <li>
 function conversationOrder() {
   // Newest last message first; one just started from the search (no message yet) on top,
   // a cleared one at the bottom.
-  const key = (conversation) => (conversation.last ? conversation.last.id : conversation.draft ? Infinity : 0);
+  const key = (conversation) => (conversation.last ? conversation.last.id : conversation.draft ? Number.MAX_SAFE_INTEGER : 0);
   return [...state.conversations.entries()].sort(([, a], [, b]) => key(b) - key(a));
 }
 
