@@ -328,8 +328,8 @@ async def test_renewal_announces_users_whose_entries_were_lost(people, with_redi
 
 @pytest.mark.usefixtures("redis_down")
 async def test_redis_down_presence_falls_back_on_this_process(people):
-    """Redis unreachable: opening and closing devices still work, announced from this
-    process's own counts, last seen stored; typing still goes through."""
+    """Redis unreachable: opening and closing devices still work, online and offline
+    announced from this process's own counts, last seen stored; typing still goes through."""
     alice, bob, _ = people
     watcher = await Device(bob).open()
     assert watcher.take("presence.snapshot") == [
@@ -341,7 +341,10 @@ async def test_redis_down_presence_falls_back_on_this_process(people):
     await device.presence.typing({"type": "typing", "to": bob.pk, "state": "start"})
     assert len(watcher.take("typing")) == 1
     await close(device)
-    assert await LastSeen.objects.filter(user_id=alice.pk).aexists()
+    seen = await LastSeen.objects.aget(user_id=alice.pk)
+    assert watcher.take("presence") == [
+        {"type": "presence", "user": alice.pk, "online": False, "last_seen": wire.iso(seen.seen_at)}
+    ]
     assert presence.redis_failures == 1  # then Redis is left alone for a while: no timeout per socket
     await close(watcher)
 

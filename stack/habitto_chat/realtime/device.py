@@ -172,7 +172,7 @@ class DeviceConsumer(ChatSocket):
 
     def on_event(self, event, frames):
         if self._held is None:
-            if not self._presence.hold(event, frames):
+            if not self._presence.hold(event, frames):  # a presence event waits for a snapshot being built
                 self._push_live(event, frames)
         elif len(self._held) < MAX_HELD_EVENTS:
             self._held.append((event, frames))

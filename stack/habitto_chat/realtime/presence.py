@@ -11,9 +11,10 @@ Online = at least one device socket of the user open on any process.
 - Without Redis (one process): the same from this process's own counts.
 - Redis failing never breaks a socket or the chat: every call has a timeout
   (REDIS_TIMEOUT), failures are logged, Redis is left alone for REDIS_RETRY_SECONDS
-  after one, and presence falls back on what this process knows (its own devices); the
-  renewal re-adds this process's connections once Redis is back, announcing those whose
-  set had emptied.
+  after one, and presence falls back on what this process knows, as without Redis (its
+  own devices: first and last device here are announced, snapshots show them online);
+  the renewal re-adds this process's connections once Redis is back, announcing those
+  users whose set had emptied.
 
 Typing and presence go only to people who share a conversation with the user
 (queries.contact_ids, contacts_among) and travel through the hub like the actions'
@@ -123,15 +124,14 @@ class Presence:
     async def device_closed(self, user_id, connection):
         """After device_gone: stored and announced if it was their last device anywhere."""
         last_here = user_id not in self._devices
-        if self._redis is None:
-            last = last_here
-        else:
+        last = last_here
+        if self._redis is not None:
             count = await self._redis_call(self._remove, user_id, connection)
-            if count is None:  # Redis away: other processes may still have devices
-                if last_here:
-                    await self._store_last_seen(user_id, _now())
-                return
-            last = count == 0 and last_here
+            # Redis away: as without Redis, this process's count decides (the channel layer
+            # is away too, so only this process's sockets hear it; the renewal corrects
+            # it once Redis is back).
+            if count is not None:
+                last = count == 0 and last_here
         if last:
             when = _now()
             await self._store_last_seen(user_id, when)
