@@ -134,16 +134,22 @@ async def test_online_until_the_last_device_closes_in_process(people):
     await check_online_offline_with_two_devices(people)
 
 
-async def test_online_until_the_last_device_closes_with_redis(people, with_redis):
-    """With Redis: the same, through the sorted set; the set is gone once the last device closed."""
-    await check_online_offline_with_two_devices(people)
+async def redis_keys(prefix):
     import redis.asyncio as redis
 
     client = redis.Redis.from_url(presence_module.chat_setting("REDIS_URL"))
     try:
-        assert await client.keys(with_redis + "*") == []
+        return await client.keys(prefix + "*")
     finally:
         await client.aclose()
+
+
+async def test_online_until_the_last_device_closes_with_redis(people, with_redis):
+    """With Redis: the same, through the sorted set; the set is gone once the last device closed."""
+    failures = presence.redis_failures
+    await check_online_offline_with_two_devices(people)
+    assert await redis_keys(with_redis) == []
+    assert presence.redis_failures == failures
 
 
 def _offline(device):
@@ -300,12 +306,14 @@ async def test_a_crashed_process_entries_lapse(people, with_redis, monkeypatch):
     """A process that dies without closing its devices stops counting once its TTL passes."""
     alice, _, _ = people
     crashed = Presence()
-    monkeypatch.setattr(presence_module, "TTL_SECONDS", 0.3)
+    monkeypatch.setattr(presence_module, "TTL_SECONDS", 1)
     await crashed.device_opened(alice.pk, "phone")
     crashed._refresher.cancel()  # the process is gone: nobody renews
+    assert crashed.redis_failures == 0
     assert (await Presence().snapshot([alice.pk]))[0]["online"] is True
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(1.2)
     assert (await Presence().snapshot([alice.pk]))[0]["online"] is False
+    assert await redis_keys(with_redis) == []  # the set expired with its last member
 
 
 async def test_renewal_announces_users_whose_entries_were_lost(people, with_redis):
@@ -331,6 +339,7 @@ async def test_redis_down_presence_falls_back_on_this_process(people):
     """Redis unreachable: opening and closing devices still work, online and offline
     announced from this process's own counts, last seen stored; typing still goes through."""
     alice, bob, _ = people
+    failures = presence.redis_failures
     watcher = await Device(bob).open()
     assert watcher.take("presence.snapshot") == [
         {"type": "presence.snapshot", "users": [{"user": alice.pk, "online": False, "last_seen": None}]}
@@ -345,7 +354,7 @@ async def test_redis_down_presence_falls_back_on_this_process(people):
     assert watcher.take("presence") == [
         {"type": "presence", "user": alice.pk, "online": False, "last_seen": wire.iso(seen.seen_at)}
     ]
-    assert presence.redis_failures == 1  # then Redis is left alone for a while: no timeout per socket
+    assert presence.redis_failures == failures + 1  # then Redis is left alone for a while: no timeout per socket
     await close(watcher)
 
 

@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "habitto_accounts",
     "habitto_chat",
     "habitto_chat.realtime",  # the sockets; subscribes the hub to the chat's events
+    "habitto_web",  # the browser client at /
 ]
 
 MIDDLEWARE = [

@@ -78,6 +78,7 @@ class Presence:
         self._devices = defaultdict(set)
         self._closing = set()
         self._refresher = None
+        self._skip_redis_until = 0.0
         url = chat_setting("REDIS_URL")
         self._redis = _redis_client(url) if url else None
 
