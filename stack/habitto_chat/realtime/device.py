@@ -16,6 +16,7 @@ presence_closed / handle_typing / handle_presence_query.
 import asyncio
 import functools
 import logging
+import time
 from datetime import datetime, timezone
 from urllib.parse import parse_qs
 
@@ -36,7 +37,9 @@ HEARTBEAT_SECONDS = 25  # the client pings at least this often (hello frame)
 # Live events held while a sync replays; past this the device is too far behind to
 # catch up on this socket: it is closed as a slow consumer and resumes on a new one.
 MAX_HELD_EVENTS = 10_000
-MAX_CACHED_CONVERSATIONS = 1000  # `to` -> conversation id, per socket
+MAX_CACHED_CONVERSATIONS = 1000
+# A message created this long before the socket opened is no longer travelling to it live.
+REPLAY_IN_FLIGHT_SECONDS = 60  # `to` -> conversation id, per socket
 
 _open_conversation = database_sync_to_async(actions.do_open_conversation)
 _edit_message = database_sync_to_async(actions.do_edit_message)
@@ -70,6 +73,7 @@ class DeviceConsumer(ChatSocket):
         self._held = []  # before registering: no live event may pass the replay
         self._presence = DevicePresence(self)
         self._replayed = set()
+        self._replayed_recently = {}  # message id -> monotonic time replayed (see _remember_replayed)
         self._conversations = {}
         self._unacked = {}  # client_id -> [sends in flight, their message.created frames]
         await super().connect()
@@ -150,6 +154,7 @@ class DeviceConsumer(ChatSocket):
             for event in events[start : start + queries.REPLAY_PAGE]:
                 if event["type"] == "message.created":
                     self._replayed.add(event["message"]["id"])
+                    self._remember_replayed(event["message"])
                     messages += 1
                 self.push(wire.dumps(wire.v2_frame(event, self.user_id, self._base_url, replay=True)))
             await self._outbox_drained()
@@ -179,7 +184,28 @@ class DeviceConsumer(ChatSocket):
         else:
             self._close_soon(SLOW_CONSUMER, "too many events during a sync")
 
+    def _remember_replayed(self, message):
+        """A replayed message may still come live after the sync: lagging through the
+        channel layer, or from gap repair once Redis is back. Only one created around this
+        socket's opening or later can (gap repair skips sockets opened after a message was
+        created), so only those are remembered, for as long as gap repair looks back."""
+        if datetime.fromisoformat(message["created_at"]).timestamp() >= self.opened_at - REPLAY_IN_FLIGHT_SECONDS:
+            self._replayed_recently[message["id"]] = time.monotonic()
+
+    def _replayed_before(self, event):
+        if event["type"] != "message.created" or not self._replayed_recently:
+            return False
+        forget_before = time.monotonic() - chat_setting("GAP_REPLAY_SECONDS")
+        while self._replayed_recently:  # oldest first: drop what can no longer come live
+            oldest = next(iter(self._replayed_recently))
+            if self._replayed_recently[oldest] >= forget_before:
+                break
+            del self._replayed_recently[oldest]
+        return event["message"]["id"] in self._replayed_recently
+
     def _push_live(self, event, frames):
+        if self._replayed_before(event):
+            return
         text = wire.v2_text(event, frames, self.user_id, self._base_url)
         unacked = self._unacked_send(event)
         if unacked is None:
@@ -206,6 +232,9 @@ class DeviceConsumer(ChatSocket):
             await self._handlers[sends.device_frame_type(payload)](self, payload, ref)
         except ChatError as error:
             self.send_error(error.code, error.message, ref)
+        except Exception:
+            logger.exception("a frame from user %s failed", self.user_id)
+            self.send_error("server_error", "The frame could not be handled; nothing was stored.", ref)
 
     def send_error(self, code, text, ref=None, client_id=None):
         self.push(wire.dumps(wire.v2_error(code, text, ref, client_id)))
