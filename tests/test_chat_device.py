@@ -463,6 +463,11 @@ async def test_cursor_errors_and_sync_in_progress(ws, pair, monkeypatch):
         {"after_id": 0, "since": "2026-01-01T00:00:00"},
         {"after_id": 0, "recent": [1, "2"]},
         {"after_id": 0, "recent": list(range(1, 1002))},
+        # accepted by fromisoformat, but past datetime's range or PostgreSQL's offsets
+        {"after_id": 1, "since": "0001-01-01T00:00:00Z"},
+        {"after_id": 1, "since": "0001-01-01T12:00:00+23:00"},
+        {"after_id": 1, "since": "9999-12-31T23:59:59-23:00"},
+        {"after_id": 1, "since": "2999-01-01T00:00:00Z"},
     ):
         error = await error_of(socket, {"type": "sync", "ref": "s", **frame})
         assert (error["code"], error["ref"]) == ("invalid_cursor", "s"), frame
@@ -564,3 +569,13 @@ async def test_pipelined_sends_are_each_acknowledged_before_their_echo_in_order(
             assert frame["message"]["client_id"] in acked
     created = [f["message"]["id"] for f in frames if f["type"] == "message.created"]
     assert created == sorted(created) and len(acked) == 20
+
+
+async def test_frames_with_unhashable_type_or_state_are_invalid_frames(ws, pair):
+    """A list or object where a string belongs is an invalid_frame, not a server error."""
+    alice, bob, token_a, _, _ = pair
+    socket = await ws(v2(token_a))
+    for _ in range(3):  # hello, sync.done, presence.snapshot
+        await socket.receive_json_from(timeout=WS_WAIT)
+    for frame in ({"type": []}, {"type": {}}, {"type": "typing", "to": bob.pk, "state": []}):
+        assert (await error_of(socket, frame))["code"] == "invalid_frame", frame

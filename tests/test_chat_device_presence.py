@@ -161,3 +161,19 @@ async def test_typing_and_presence_never_reach_room_or_inbox_sockets(ws, people)
     assert (await bob_phone.receive_json_from(timeout=WS_WAIT))["online"] is False
     for socket in others:
         assert await socket.receive_nothing(timeout=0.1)
+
+
+async def test_an_empty_room_makes_nobody_a_contact(ws, people):
+    """Opening a room socket to someone creates the conversation's rows but no message:
+    that must not let a stranger see their presence or type to them."""
+    (alice, token_a), _, (eve, token_e) = people
+    room = await ws(f"/ws/chat/{min(alice.pk, eve.pk)}-{max(alice.pk, eve.pk)}/?token={token_e}")
+    alice_phone, _ = await device(ws, token_a)
+    eve_phone, snapshot = await device(ws, token_e)
+    assert snapshot["users"] == []
+    await eve_phone.send_json_to({"type": "presence.query", "users": [alice.pk]})
+    assert await eve_phone.receive_json_from(timeout=WS_WAIT) == {"type": "presence.snapshot", "users": []}
+    await eve_phone.send_json_to({"type": "typing", "to": alice.pk, "state": "start"})
+    assert (await eve_phone.receive_json_from(timeout=WS_WAIT))["code"] == "no_conversation"
+    assert await alice_phone.receive_nothing(timeout=0.3)
+    await room.disconnect()

@@ -359,14 +359,17 @@ async def test_redis_down_presence_falls_back_on_this_process(people):
 
 
 def test_contacts_are_the_500_most_recent_conversations(make_user):
-    """contact_ids: people sharing a conversation, most recent first, capped."""
+    """contact_ids: people sharing a conversation with a message, most recent first, capped;
+    an opened but empty conversation (a room socket) makes nobody a contact."""
     alice, bob, carol, eve = (make_user(n) for n in ("alice", "bob", "carol", "eve"))
     actions.do_send_message(alice.pk, bob.pk, "1")
     actions.do_send_message(carol.pk, alice.pk, "2")
-    actions.do_open_conversation(alice.pk, eve.pk)  # no message yet: last
-    assert queries.contact_ids(alice.pk) == [carol.pk, bob.pk, eve.pk]
+    actions.do_open_conversation(alice.pk, eve.pk)  # no message: not a contact
+    assert queries.contact_ids(alice.pk) == [carol.pk, bob.pk]
     assert queries.contact_ids(alice.pk, limit=1) == [carol.pk]
     assert queries.contacts_among(bob.pk, [alice.pk, carol.pk, eve.pk, bob.pk]) == {alice.pk}
+    assert queries.contacts_among(alice.pk, [eve.pk]) == set()
+    assert not queries.has_conversation(eve.pk, alice.pk)
 
 
 def test_record_last_seen_upserts(make_user):

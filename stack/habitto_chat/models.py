@@ -118,7 +118,12 @@ class DeletedMessage(models.Model):
     deleted_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        indexes = [models.Index(fields=["deleted_at"], name="chat_deleted_message_at")]
+        # changes_since reads one user's deletions since a moment, from either side;
+        # deleting a user finds theirs without a scan.
+        indexes = [
+            models.Index(fields=["sender", "deleted_at"], name="chat_deleted_by_sender"),
+            models.Index(fields=["receiver", "deleted_at"], name="chat_deleted_by_receiver"),
+        ]
 
     def __str__(self):
         return f"deleted message {self.id} {self.sender_id}->{self.receiver_id}"

@@ -7,7 +7,7 @@ Each raises ValueError with a short reason; callers turn that into their own err
 
 import json
 import math
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 # Enough for every 64-bit id, with room for a leading zero; bounded because int() of a
 # long digit string costs quadratic time (and refuses more than 4,300 digits).
@@ -78,6 +78,8 @@ def parse_ports(text):
 
 
 MAX_CURSOR_CHARS = 40  # an ISO timestamp with microseconds and offset is 32
+CURSOR_EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+CURSOR_FUTURE_SLACK = timedelta(days=1)  # clocks of other processes may run ahead
 
 
 def parse_cursor(text):
@@ -88,10 +90,15 @@ def parse_cursor(text):
         raise ValueError("not a cursor")
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            raise ValueError(f"a cursor without a UTC offset: {text!r}")
+        # In UTC and within years the chat can have existed: the database and the
+        # margin arithmetic overflow at the ends of datetime's range.
+        moment = moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         raise ValueError(f"not a cursor: {text!r}") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"a cursor without a UTC offset: {text!r}")
+    if not CURSOR_EARLIEST <= moment <= datetime.now(timezone.utc) + CURSOR_FUTURE_SLACK:
+        raise ValueError(f"a cursor out of range: {text!r}")
     return moment
 
 

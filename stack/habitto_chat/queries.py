@@ -207,8 +207,9 @@ def changes_since(user_id, after_id, since):
     edited = _visible_messages(user_id).filter(edited_at__gt=start, id__lte=after_id).order_by("id")
     for m in edited:
         events.append(wire.message_edited_event(wire.message_dict(m, m.id <= (m.receiver_read or 0))))
+    # Every deletion, also above after_id: a client may hold newer messages from REST pages.
     deleted = DeletedMessage.objects.filter(
-        Q(sender_id=user_id) | Q(receiver_id=user_id), deleted_at__gt=start, id__lte=after_id
+        Q(sender_id=user_id) | Q(receiver_id=user_id), deleted_at__gt=start
     ).order_by("id")
     for tombstone in deleted:
         events.append(wire.message_deleted_event(tombstone.id, tombstone.sender_id, tombstone.receiver_id))
@@ -226,9 +227,16 @@ def newest_visible_id(user_id):
     return sides.aggregate(newest=Max("last_message_id"))["newest"] or 0
 
 
+def _contact_sides(user_id):
+    """The user's sides of conversations that hold a message. Opening a room socket
+    creates both sides with none: that alone must not make a stranger a contact, who
+    would then see the user's presence and could type to them."""
+    return Participant.objects.filter(user_id=user_id, last_message_id__isnull=False)
+
+
 def has_conversation(user_id, other_id):
-    """Whether the two users share a conversation (1 query)."""
-    return Participant.objects.filter(user_id=user_id, other_user_id=other_id).exists()
+    """Whether the two users share a conversation with a message in it (1 query)."""
+    return _contact_sides(user_id).filter(other_user_id=other_id).exists()
 
 
 def unread_total(user_id):
@@ -261,19 +269,19 @@ CONTACTS_LIMIT = 500  # the most recent conversations whose people get a user's 
 
 
 def contact_ids(user_id, limit=CONTACTS_LIMIT):
-    """The people sharing a conversation with the user, most recent conversation first
-    (those without a message last), at most `limit` (1 query, on chat_participant_recent)."""
+    """The people sharing a conversation with a message with the user, most recent
+    conversation first, at most `limit` (1 query, on chat_participant_recent)."""
     return list(
-        Participant.objects.filter(user_id=user_id)
-        .order_by(F("last_message_id").desc(nulls_last=True), "-id")
+        _contact_sides(user_id)
+        .order_by(F("last_message_id").desc(), "-id")
         .values_list("other_user_id", flat=True)[:limit]
     )
 
 
 def contacts_among(user_id, other_ids):
-    """Those of `other_ids` who share a conversation with the user (1 query)."""
+    """Those of `other_ids` who share a conversation with a message with the user (1 query)."""
     return set(
-        Participant.objects.filter(user_id=user_id, other_user_id__in=other_ids).values_list(
+        _contact_sides(user_id).filter(other_user_id__in=other_ids).values_list(
             "other_user_id", flat=True
         )
     )

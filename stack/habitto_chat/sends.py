@@ -153,7 +153,7 @@ def device_ref(frame):
 def device_frame_type(frame):
     """The type of a device frame (an object, device_ref); invalid_frame if unknown."""
     kind = frame.get("type")
-    if kind not in DEVICE_FRAME_TYPES:
+    if not isinstance(kind, str) or kind not in DEVICE_FRAME_TYPES:  # a list or dict is unhashable
         raise _frame_error(f"Unknown frame type; expected one of {sorted(DEVICE_FRAME_TYPES)}.")
     return kind
 
@@ -194,7 +194,7 @@ def device_typing(frame):
     """{"type": "typing", "to", "state"} -> (to, state)."""
     to = _id_value(frame, "to")
     state = frame.get("state")
-    if state not in TYPING_STATES:
+    if not isinstance(state, str) or state not in TYPING_STATES:
         raise _frame_error('state must be "start" or "stop".')
     return to, state
 

@@ -52,6 +52,10 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='deletedmessage',
-            index=models.Index(fields=['deleted_at'], name='chat_deleted_message_at'),
+            index=models.Index(fields=['sender', 'deleted_at'], name='chat_deleted_by_sender'),
+        ),
+        migrations.AddIndex(
+            model_name='deletedmessage',
+            index=models.Index(fields=['receiver', 'deleted_at'], name='chat_deleted_by_receiver'),
         ),
     ]

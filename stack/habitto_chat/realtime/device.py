@@ -37,9 +37,9 @@ HEARTBEAT_SECONDS = 25  # the client pings at least this often (hello frame)
 # Live events held while a sync replays; past this the device is too far behind to
 # catch up on this socket: it is closed as a slow consumer and resumes on a new one.
 MAX_HELD_EVENTS = 10_000
-MAX_CACHED_CONVERSATIONS = 1000
+MAX_CACHED_CONVERSATIONS = 1000  # `to` -> conversation id, per socket
 # A message created this long before the socket opened is no longer travelling to it live.
-REPLAY_IN_FLIGHT_SECONDS = 60  # `to` -> conversation id, per socket
+REPLAY_IN_FLIGHT_SECONDS = 60
 
 _open_conversation = database_sync_to_async(actions.do_open_conversation)
 _edit_message = database_sync_to_async(actions.do_edit_message)
@@ -72,7 +72,6 @@ class DeviceConsumer(ChatSocket):
     async def connect(self):
         self._held = []  # before registering: no live event may pass the replay
         self._presence = DevicePresence(self)
-        self._replayed = set()
         self._replayed_recently = {}  # message id -> monotonic time replayed (see _remember_replayed)
         self._conversations = {}
         self._unacked = {}  # client_id -> [sends in flight, their message.created frames]
@@ -116,7 +115,7 @@ class DeviceConsumer(ChatSocket):
                 if self._queued_sync is None:
                     break
                 request, self._queued_sync = self._queued_sync, None
-            self._held, self._replayed = None, set()
+            self._held = None
             self._sync_task, self._sync_requested = None, False
             if not self._presence_open and not self._closing:
                 self._presence_open = True
@@ -153,7 +152,6 @@ class DeviceConsumer(ChatSocket):
         for start in range(0, len(events), queries.REPLAY_PAGE):
             for event in events[start : start + queries.REPLAY_PAGE]:
                 if event["type"] == "message.created":
-                    self._replayed.add(event["message"]["id"])
                     self._remember_replayed(event["message"])
                     messages += 1
                 self.push(wire.dumps(wire.v2_frame(event, self.user_id, self._base_url, replay=True)))
@@ -166,8 +164,6 @@ class DeviceConsumer(ChatSocket):
         while self._held and self._queued_sync is None:
             page, self._held = self._held[: queries.REPLAY_PAGE], self._held[queries.REPLAY_PAGE :]
             for event, frames in page:
-                if event["type"] == "message.created" and event["message"]["id"] in self._replayed:
-                    continue
                 self._push_live(event, frames)
             await self._outbox_drained()
 

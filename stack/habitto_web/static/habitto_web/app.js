@@ -225,13 +225,14 @@ const STABLE_MS = 60000; // a socket up this long resets the backoff
 function connect() {
   clearTimeout(socket.retryTimer);
   if (!state.auth || socket.ws) return;
+  // Always a resume, after_id 0 included: a plain sync would move the cursor past a
+  // message committed between the REST list and this socket (for a user with nothing
+  // visible yet, replaying "everything" after 0 is nothing).
   const params = new URLSearchParams();
-  if (state.afterId > 0 || state.since) {
-    params.set("after_id", String(state.afterId));
-    if (state.since) params.set("since", state.since);
-    const recent = recentIds();
-    if (recent.length) params.set("recent", recent.join(","));
-  }
+  params.set("after_id", String(state.afterId));
+  if (state.since) params.set("since", state.since);
+  const recent = recentIds();
+  if (recent.length) params.set("recent", recent.join(","));
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const query = params.toString();
   const ws = new WebSocket(`${scheme}//${location.host}/ws/v2/${query ? "?" + query : ""}`, ["access_token", state.auth.access]);
