@@ -78,9 +78,10 @@ end
 return redis.call('ZCARD', KEYS[2])
 """
 
-# Same keys; ARGV: user id, now. A lapsed user claimed by one sweeper. Returns their score (latest lapse) when their connections all lapsed and this caller
-# is to announce it; nil when they were renewed or claimed meanwhile, or have
-# connections left (their score follows those).
+# Same keys; ARGV: user id, now. A lapsed user claimed by one sweeper. Returns their
+# score (latest lapse) when their connections all lapsed and this caller is to announce
+# it; nil when they were renewed or claimed meanwhile, or have connections left (their
+# score follows those).
 SWEEP_SCRIPT = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then
@@ -322,8 +323,12 @@ class Presence:
             lapsed = await self._redis_call(self._claim_lapsed)
             if not lapsed:
                 return
+            logger.info("presence: %d users lapsed (their process stopped renewing): announced offline", len(lapsed))
             for user_id, lapse in lapsed.items():
-                await self._went_offline(user_id, datetime.fromtimestamp(lapse - ttl_seconds(), timezone.utc))
+                # A device here: this process's renewals failed, the next one adds the
+                # user back; they never went offline.
+                if user_id not in self._devices:
+                    await self._went_offline(user_id, datetime.fromtimestamp(lapse - ttl_seconds(), timezone.utc))
 
     async def _refresh_forever(self):
         while True:
