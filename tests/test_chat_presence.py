@@ -302,18 +302,80 @@ async def test_two_processes_share_presence_through_redis(people, with_redis):
     await close(watcher)
 
 
-async def test_a_crashed_process_entries_lapse(people, with_redis, monkeypatch):
+@pytest.fixture
+def quick_renewals(settings):
+    """Renewals every 0.2 s: connections lapse after 0.6 s without one."""
+    settings.HABITTO_CHAT = {**settings.HABITTO_CHAT, "PRESENCE_REFRESH_SECONDS": 0.2}
+
+
+async def crash(tracker):
+    """The process is gone: nobody renews its connections, nobody removes them."""
+    tracker._refresher.cancel()
+    await asyncio.sleep(0)
+
+
+@pytest.mark.usefixtures("quick_renewals")
+async def test_a_crashed_process_entries_lapse(people, with_redis):
     """A process that dies without closing its devices stops counting once its TTL passes."""
     alice, _, _ = people
     crashed = Presence()
-    monkeypatch.setattr(presence_module, "TTL_SECONDS", 1)
     await crashed.device_opened(alice.pk, "phone")
-    crashed._refresher.cancel()  # the process is gone: nobody renews
+    await crash(crashed)
     assert crashed.redis_failures == 0
     assert (await Presence().snapshot([alice.pk]))[0]["online"] is True
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(0.8)
     assert (await Presence().snapshot([alice.pk]))[0]["online"] is False
-    assert await redis_keys(with_redis) == []  # the set expired with its last member
+    assert await redis_keys(with_redis + "[0-9]") == []  # the set expired with its last member
+
+
+@pytest.mark.usefixtures("quick_renewals")
+async def test_a_crashed_process_users_are_announced_offline_once(people, with_redis):
+    """Alice's only device is on a process that crashes: once it lapsed, one of the live
+    processes (two sweep here) stores her last seen, the time of the crashed process's
+    last renewal, and Bob hears her go offline exactly once."""
+    alice, bob, _ = people
+    watcher = await Device(bob).open()  # on `presence`, the process that sweeps
+    other = Presence()  # another live process, sweeping too
+    await other.device_opened(bob.pk, "bob-laptop")
+    crashed = Presence()
+    await crashed.device_opened(alice.pk, "phone")
+    await eventually(lambda: watcher.take("presence"))
+    await asyncio.sleep(0.3)  # the crashed process renews once more: its last sign of life
+    renewed = time.time()
+    await crash(crashed)
+
+    await eventually(lambda: _offline(watcher), timeout=5)
+    await asyncio.sleep(0.5)  # more sweeps, by both processes
+    seen = await LastSeen.objects.aget(user_id=alice.pk)
+    assert renewed - 0.5 <= seen.seen_at.timestamp() <= renewed
+    assert watcher.take("presence") == [
+        {"type": "presence", "user": alice.pk, "online": False, "last_seen": wire.iso(seen.seen_at)}
+    ]
+    assert await other.snapshot([alice.pk]) == [{"user": alice.pk, "online": False, "last_seen": wire.iso(seen.seen_at)}]
+    assert crashed.redis_failures == other.redis_failures == 0
+    other.device_gone(bob.pk, "bob-laptop")
+    await other.device_closed(bob.pk, "bob-laptop")
+    await close(watcher)
+    assert await redis_keys(with_redis) == []  # nobody left in the online set either
+
+
+@pytest.mark.usefixtures("quick_renewals")
+async def test_a_lapse_with_a_device_left_elsewhere_is_no_offline(people, with_redis):
+    """Alice has a device on a process that crashes and one on a live process: the lapse
+    announces nothing; closing the live one later announces her offline, once."""
+    alice, bob, _ = people
+    watcher = await Device(bob).open()
+    crashed = Presence()
+    await crashed.device_opened(alice.pk, "phone")
+    laptop = await Device(alice).open()
+    await crash(crashed)
+    await asyncio.sleep(1.5)  # the phone lapsed, sweeps ran
+    assert [f["online"] for f in watcher.take("presence")] == [True]
+    assert (await Presence().snapshot([alice.pk]))[0]["online"] is True
+    await close(laptop)
+    await asyncio.sleep(1.0)  # sweeps ran again
+    assert [f["online"] for f in watcher.take("presence")] == [False]
+    await close(watcher)
 
 
 async def test_renewal_announces_users_whose_entries_were_lost(people, with_redis):

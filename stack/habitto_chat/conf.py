@@ -22,6 +22,9 @@ DEFAULTS = {
     # Presence keys in REDIS_URL's database: one sorted set per user (realtime/presence.py);
     # deployments sharing one Redis database must differ here.
     "PRESENCE_KEY_PREFIX": "habitto-chat:presence:",
+    # Each process renews its presence connections this often; they lapse after 3 missed
+    # renewals, and lapsed users are then announced offline (tests shorten it).
+    "PRESENCE_REFRESH_SECONDS": 20.0,
     "PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 100,
     "GAP_REPLAY_SECONDS": 300,  # a channel-layer gap is replayed from the database this far back at most

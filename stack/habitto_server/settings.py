@@ -261,6 +261,8 @@ HABITTO_CHAT = {
     "REDIS_URL": REDIS_URL,
     "REDIS_TIMEOUT": REDIS_TIMEOUT,
     "PRESENCE_KEY_PREFIX": env_str("REDIS_PRESENCE_PREFIX") or "habitto-chat:presence:",
+    # Test-only: presence renewals this often (a crashed process's users lapse after 3).
+    "PRESENCE_REFRESH_SECONDS": env_float("CHAT_TEST_PRESENCE_REFRESH_SECONDS", 20.0, 0.1),
     # Test-only: delay every live delivery by this many ms (the load tester's self-test).
     "DELIVERY_DELAY_MS": env_int("CHAT_TEST_DELIVERY_DELAY_MS", 0),
 }

@@ -1,10 +1,13 @@
 """Presence and typing on /ws/v2/ across two live server processes sharing PostgreSQL and
 Redis (a deployment's layout), and with Redis gone: Alice on process A, Bob on process B.
 Bob sees Alice come online, type and go offline only once her last device on either
-process closed; Eve, who shares no conversation, learns nothing; with Redis down the chat
-and presence on one process go on."""
+process closed; Eve, who shares no conversation, learns nothing; a process killed with
+SIGKILL has its users announced offline by the other; with Redis down the chat and
+presence on one process go on."""
 
+import time
 import uuid
+from datetime import datetime
 
 import pytest
 
@@ -92,6 +95,44 @@ def test_presence_and_typing_cross_processes_and_never_reach_a_stranger(tmp_path
             a_proc.stop()
             assert recv_until(bob_b, presence_of(alice), 10)["online"] is False
             assert ephemeral(drain(eve_b, 0.5)) == []  # the stranger learnt nothing at all
+        finally:
+            for sock in sockets:
+                sock.close()
+
+
+@pytest.mark.redis
+def test_a_killed_process_users_are_announced_offline_by_the_other(tmp_path, postgres_database, redis_url):
+    """Process A is killed (SIGKILL: nothing closes, nothing is removed from Redis): once
+    Alice's connection there lapses (renewals every 0.5 s here, lapse after 1.5 s), Bob on
+    B hears her go offline with a last seen (A's last renewal), which later snapshots show."""
+    quick = {"CHAT_TEST_PRESENCE_REFRESH_SECONDS": "0.5", **isolated_env()}
+    with two_servers(tmp_path, postgres_database, redis_url, "killed", **quick) as (env, a_proc, b_proc, users):
+        alice, bob = users
+        ta, tb = login(a_proc.http_url(), alice), login(b_proc.http_url(), bob)
+        status, body = http_json("POST", f"{a_proc.http_url()}/api/messages/",
+                                 {"receiver": bob["id"], "content": marker("hello")}, token=ta)
+        assert status == 201, body
+        sockets = []
+        try:
+            bob_b, _ = device(b_proc, tb)
+            alice_a, _ = device(a_proc, ta)
+            sockets += [bob_b, alice_a]
+            assert recv_until(bob_b, presence_of(alice), 5)["online"] is True
+            time.sleep(1.2)  # A renews Alice's connection a few times
+
+            killed_at = time.time()
+            a_proc.process.kill()
+            a_proc.process.wait(5)
+            offline = recv_until(bob_b, presence_of(alice), 10)
+            assert offline["online"] is False, offline
+            assert time.time() - killed_at < 4  # lapse (1.5 s) + a sweep (every 0.5 s) + margin
+            last_seen = datetime.fromisoformat(offline["last_seen"].replace("Z", "+00:00")).timestamp()
+            assert killed_at - 1.5 <= last_seen <= killed_at  # A's last renewal, 0.5 s apart (+ margin)
+            assert ephemeral(drain(bob_b, 1.0)) == []  # announced once
+
+            bob_again, users_seen = device(b_proc, tb)
+            sockets.append(bob_again)
+            assert users_seen == [{"user": alice["id"], "online": False, "last_seen": offline["last_seen"]}]
         finally:
             for sock in sockets:
                 sock.close()

@@ -3,11 +3,18 @@
 Online = at least one device socket of the user open on any process.
 - With REDIS_URL: a sorted set per user (PRESENCE_KEY_PREFIX + id) of the device
   connections open anywhere, each scored by when it lapses. Each process renews its own
-  connections every REFRESH_SECONDS for TTL_SECONDS, so a crashed process's connections
-  lapse by themselves. The change and the count are one MULTI/EXEC: the connection that
-  makes a user's set go from empty to one is their first device (`presence` online to
-  their contacts), the removal that empties it their last (last seen stored, then
-  `presence` offline with it); on two processes at once only one of them announces.
+  connections every refresh (PRESENCE_REFRESH_SECONDS) for TTL_REFRESHES of them, so a
+  crashed process's connections lapse by themselves. The change and the count are
+  atomic: the connection that makes a user's set go from empty to one is their first
+  device (`presence` online to their contacts), the removal that empties it their last
+  (last seen stored, then `presence` offline with it); on two processes at once only one
+  of them announces.
+- Lapses are announced too: a second sorted set (PRESENCE_KEY_PREFIX + "online") holds
+  every user with a connection in Redis, scored by the latest lapse time of any of them,
+  changed in the same transaction as the user's own set. Each process with devices
+  sweeps it every refresh: a user whose score is past is claimed by one process only
+  (a script that takes the user out), which stores last seen (the last renewal: the
+  score minus the TTL) and announces them offline as a last close does.
 - Without Redis (one process): the same from this process's own counts.
 - Redis failing never breaks a socket or the chat: every call has a timeout
   (REDIS_TIMEOUT), failures are logged, Redis is left alone for REDIS_RETRY_SECONDS
@@ -24,6 +31,7 @@ but nothing is stored except last seen, and nothing is replayed.
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections import defaultdict
@@ -41,10 +49,11 @@ from .hub import hub
 
 logger = logging.getLogger(__name__)
 
-REFRESH_SECONDS = 20  # each process renews its connections this often...
-TTL_SECONDS = 60  # ...for this long: a crashed process's connections lapse after it
+TTL_REFRESHES = 3  # a connection lapses once its process missed this many renewals (crashed, cut off)
 REDIS_RETRY_SECONDS = 5  # after a failure, presence skips Redis this long (no timeout per socket)
 REFRESH_CHUNK = 500  # users per renewal transaction (keeps each MULTI short for Redis)
+SWEEP_CHUNK = 500  # lapsed users claimed per round trip of a sweep
+ONLINE_KEY = "online"  # after PRESENCE_KEY_PREFIX: users with a connection, by latest lapse (user keys are ids)
 TYPING_RATE = 5.0  # typing frames per second a socket may send (as many at once); more are dropped
 RATE_LIMITED_TYPING = RATE_LIMITED.labels("frame", "typing")
 
@@ -53,6 +62,48 @@ _contacts_among = database_sync_to_async(contacts_among)
 _has_conversation = database_sync_to_async(has_conversation)
 _last_seen_of = database_sync_to_async(last_seen_of)
 _record_last_seen = database_sync_to_async(do_record_last_seen)
+
+# KEYS: the online set, the user's set; ARGV: user id, connection, now. The close's
+# removal: the user leaves the online set with their last connection, or takes the
+# latest lapse of those left. Returns the connections left.
+REMOVE_SCRIPT = """
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+local latest = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if latest[1] then
+  redis.call('ZADD', KEYS[1], latest[2], ARGV[1])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return redis.call('ZCARD', KEYS[2])
+"""
+
+# Same keys; ARGV: user id, now. A lapsed user claimed by one sweeper. Returns their
+# score (latest lapse) when their connections all lapsed and this caller is to announce
+# it; nil when they were renewed or claimed meanwhile, or have connections left (their
+# score follows those).
+SWEEP_SCRIPT = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then
+  return nil
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
+local latest = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if latest[1] then
+  redis.call('ZADD', KEYS[1], latest[2], ARGV[1])
+  return nil
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+return score
+"""
+
+
+def refresh_seconds():
+    return chat_setting("PRESENCE_REFRESH_SECONDS")
+
+
+def ttl_seconds():
+    return refresh_seconds() * TTL_REFRESHES
 
 
 class Presence:
@@ -65,7 +116,9 @@ class Presence:
         self._refresher = None
         self._last_warning = 0.0
         self._skip_redis_until = 0.0
-        self._closing = set()  # the closes still being stored and announced
+        self._closing = set()  # the closes and sweeps still being stored and announced
+        self._sweeping = None
+        self._remove_script = self._sweep_script = None
         self.redis_failures = 0
 
     def _bind(self):
@@ -78,9 +131,13 @@ class Presence:
         self._devices = defaultdict(set)
         self._closing = set()
         self._refresher = None
+        self._sweeping = None
         self._skip_redis_until = 0.0
         url = chat_setting("REDIS_URL")
         self._redis = _redis_client(url) if url else None
+        if self._redis is not None:
+            self._remove_script = self._redis.register_script(REMOVE_SCRIPT)
+            self._sweep_script = self._redis.register_script(SWEEP_SCRIPT)
 
     # --- a device comes and goes ------------------------------------------------------
 
@@ -113,7 +170,7 @@ class Presence:
                 self._refresher = None
 
     def closing(self, task):
-        """Track a device's close until it is done (settled() waits for them)."""
+        """Track a device's close (or a sweep) until it is done (settled() waits for them)."""
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -134,9 +191,11 @@ class Presence:
             if count is not None:
                 last = count == 0 and last_here
         if last:
-            when = _now()
-            await self._store_last_seen(user_id, when)
-            await self._announce(user_id, False, when)
+            await self._went_offline(user_id, _now())
+
+    async def _went_offline(self, user_id, when):
+        await self._store_last_seen(user_id, when)
+        await self._announce(user_id, False, when)
 
     async def _store_last_seen(self, user_id, when):
         try:
@@ -178,6 +237,9 @@ class Presence:
     def _key(self, user_id):
         return chat_setting("PRESENCE_KEY_PREFIX") + str(user_id)
 
+    def _online_key(self):
+        return chat_setting("PRESENCE_KEY_PREFIX") + ONLINE_KEY
+
     async def _redis_call(self, operation, *args):
         """The operation's result, or None when Redis failed or timed out (logged), or
         failed less than REDIS_RETRY_SECONDS ago (then it is not asked: a socket opening
@@ -201,21 +263,18 @@ class Presence:
             return None
 
     async def _add(self, user_id, connection):
-        now, key = time.time(), self._key(user_id)
+        now, key, ttl = time.time(), self._key(user_id), ttl_seconds()
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zremrangebyscore(key, "-inf", now)
-            pipe.zadd(key, {connection: now + TTL_SECONDS})
+            pipe.zadd(key, {connection: now + ttl})
             pipe.zcard(key)
-            pipe.expire(key, TTL_SECONDS)
+            pipe.pexpire(key, math.ceil(ttl * 1000))
+            pipe.zadd(self._online_key(), {user_id: now + ttl}, gt=True)
             return (await pipe.execute())[2]
 
     async def _remove(self, user_id, connection):
-        now, key = time.time(), self._key(user_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(key, connection)
-            pipe.zremrangebyscore(key, "-inf", now)
-            pipe.zcard(key)
-            return (await pipe.execute())[2]
+        return await self._remove_script(keys=[self._online_key(), self._key(user_id)],
+                                         args=[user_id, connection, time.time()])
 
     async def _online(self, user_ids):
         now = time.time()
@@ -228,15 +287,16 @@ class Presence:
     async def _renew(self, devices):
         """Renew these {user id: connections}; the users whose set had emptied (lapsed,
         or lost while Redis was away): they are online again."""
-        now = time.time()
+        now, ttl, online_key = time.time(), ttl_seconds(), self._online_key()
         async with self._redis.pipeline(transaction=True) as pipe:
             for user_id, connections in devices.items():
                 key = self._key(user_id)
                 pipe.zcount(key, f"({now}", "+inf")
-                pipe.zadd(key, dict.fromkeys(connections, now + TTL_SECONDS))
-                pipe.expire(key, TTL_SECONDS)
+                pipe.zadd(key, dict.fromkeys(connections, now + ttl))
+                pipe.pexpire(key, math.ceil(ttl * 1000))
+                pipe.zadd(online_key, {user_id: now + ttl}, gt=True)
             results = await pipe.execute()
-        return [user_id for user_id, count in zip(devices, results[::3]) if count == 0]
+        return [user_id for user_id, count in zip(devices, results[::4]) if count == 0]
 
     async def _forget(self, devices):
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -244,13 +304,44 @@ class Presence:
                 pipe.zrem(self._key(user_id), *connections)
             await pipe.execute()
 
+    async def _claim_lapsed(self):
+        """Lapsed users this process is to announce offline: {user id: latest lapse time}."""
+        now, online_key = time.time(), self._online_key()
+        users = await self._redis.zrangebyscore(online_key, "-inf", now, start=0, num=SWEEP_CHUNK)
+        if not users:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user in users:
+                await self._sweep_script(keys=[online_key, self._key(int(user))], args=[int(user), now], client=pipe)
+            scores = await pipe.execute()
+        return {int(user): float(score) for user, score in zip(users, scores) if score is not None}
+
+    async def _sweep(self):
+        """Announce offline the users whose connections all lapsed (their process died or
+        lost Redis), as their last close would have; last seen is their last renewal."""
+        while True:
+            lapsed = await self._redis_call(self._claim_lapsed)
+            if not lapsed:
+                return
+            logger.info("presence: %d users lapsed (their process stopped renewing): announced offline", len(lapsed))
+            for user_id, lapse in lapsed.items():
+                # A device here: this process's renewals failed, the next one adds the
+                # user back; they never went offline.
+                if user_id not in self._devices:
+                    await self._went_offline(user_id, datetime.fromtimestamp(lapse - ttl_seconds(), timezone.utc))
+
     async def _refresh_forever(self):
         while True:
-            await asyncio.sleep(REFRESH_SECONDS)
+            await asyncio.sleep(refresh_seconds())
             users = list(self._devices)
             for start in range(0, len(users), REFRESH_CHUNK):
                 chunk = users[start : start + REFRESH_CHUNK]
                 await self._refresh({u: list(self._devices[u]) for u in chunk if u in self._devices})
+            # A task of its own: many lapsed users (a big process died) do not hold up the
+            # renewals; not cancelled with the renewals, so a claimed user is announced.
+            if self._sweeping is None or self._sweeping.done():
+                self._sweeping = self._loop.create_task(self._sweep())
+                self.closing(self._sweeping)
 
     async def _refresh(self, devices):
         if not devices:
