@@ -46,7 +46,7 @@ def row_figures(e):
 def summarize(stats, scenario):
     """A JSON-safe dict of everything the gate judges."""
     rows = {}
-    for path in FANOUT_ROWS:
+    for path in [*scenario.fanout_paths, "complete"]:
         e = _entry(stats, f"fanout {path}")
         if e is None or not e.num_requests:
             rows[path] = {"count": 0}
@@ -74,6 +74,7 @@ def summarize(stats, scenario):
         "scenario": scenario.name,
         "users": scenario.users,
         "offered_per_second": scenario.offered_rate,
+        "sockets": "device" if scenario.device else "room+inbox" if scenario.inbox else "room",
         "duration": scenario.duration,
         "sent": sent_ok,
         "send_failures": send.num_failures if send else 0,
@@ -162,7 +163,7 @@ def render(summary, checks, validity=()):
         f"{'fan-out path':<15}{'count':>9}{'msgs/s':>9}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}"
         f"{'lost':>6}{'dup':>5}{'ooo':>5}",
     ]
-    for path in FANOUT_ROWS:
+    for path in summary["fanout"]:
         row = summary["fanout"][path]
         a = summary["anomalies"]
         lines.append(

@@ -108,6 +108,7 @@ class DeviceSocket(ChatSocket):
         self.cursor = DeviceCursor()
         self.hello = None
         self.replayed = []
+        self.replayed_duplicates = []  # replayed message.created frames held already (dropped from `replayed`)
         self.duplicates = 0  # message.created frames recv_event dropped
         self.skipped = []  # frames expect() read past
 
@@ -150,6 +151,8 @@ class DeviceSocket(ChatSocket):
                 return frames
             if fresh:
                 frames.append(frame)
+            else:
+                self.replayed_duplicates.append(frame)
 
     # -- client frames ------------------------------------------------------------------------
     def send_message(self, to, content, client_id, ref=None):
