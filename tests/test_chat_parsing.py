@@ -72,4 +72,4 @@ def test_parsing_imports_no_django():
     tree = ast.parse(Path(parsing.__file__).read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported == {"json", "math"}  # the standard library only
+    assert imported == {"datetime", "json", "math"}  # the standard library only

@@ -22,7 +22,7 @@ from .errors import ChatError, Conflict, Forbidden, NotFound, StoreFailed
 from .events import publish_on_commit
 from .message_store import StoredMessage, insert_messages, messages_by_client_id
 from .metrics import MESSAGES_STORED
-from .models import Conversation, Message, Notification, Participant
+from .models import Conversation, DeletedMessage, Message, Notification, Participant
 from .notifications import validate_notification
 from .quietsql import quiet_cursor, select_rows
 from .sends import SendRequest, validate_client_id, validate_content
@@ -266,6 +266,12 @@ def do_delete_message(user_id, message_id):
         message = _own_message(user_id, message_id)
         sides = list(Participant.objects.select_for_update().filter(conversation_id=message.conversation_id))
         message.delete()
+        DeletedMessage.objects.create(
+            id=message_id,
+            conversation_id=message.conversation_id,
+            sender_id=message.sender_id,
+            receiver_id=message.receiver_id,
+        )
         previous_id = (
             Message.objects.filter(conversation_id=message.conversation_id)
             .order_by("-id")
@@ -307,12 +313,13 @@ def _advance_read(user_id, other_id, up_to_id):
         if side is None or up_to_id <= side.last_read_id:
             return
         side.last_read_id = up_to_id
+        side.read_at = timezone.now()
         side.unread_count = Message.objects.filter(
             conversation_id=side.conversation_id,
             receiver_id=user_id,
             id__gt=max(up_to_id, side.cleared_before_id),
         ).count()
-        side.save(update_fields=["last_read_id", "unread_count"])
+        side.save(update_fields=["last_read_id", "read_at", "unread_count"])
         publish_on_commit([wire.thread_read_event(user_id, other_id, up_to_id)])
 
 
@@ -325,10 +332,13 @@ def do_clear_conversation(user_id, other_id):
             return 0
         cleared = max(side.cleared_before_id, side.last_message_id)
         side.cleared_before_id = cleared
+        side.cleared_at = timezone.now()
         side.last_read_id = max(side.last_read_id, cleared)
         side.unread_count = 0
         side.visible_count = 0
-        side.save(update_fields=["cleared_before_id", "last_read_id", "unread_count", "visible_count"])
+        side.save(
+            update_fields=["cleared_before_id", "cleared_at", "last_read_id", "unread_count", "visible_count"]
+        )
         publish_on_commit([wire.conversation_cleared_event(user_id, other_id, cleared)])
     return cleared
 

@@ -46,6 +46,10 @@ class Participant(models.Model):
     unread_count = models.PositiveIntegerField(default=0)
     # Messages this user can see (not cleared): the thread page's count without a COUNT(*).
     visible_count = models.PositiveIntegerField(default=0)
+    # When last_read_id and cleared_before_id last moved: a device resuming with a cursor
+    # learns the receipts and clears it missed (queries.changes_since).
+    read_at = models.DateTimeField(null=True, blank=True)
+    cleared_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -83,6 +87,8 @@ class Message(models.Model):
             models.Index(fields=["conversation", "id"], name="chat_message_thread"),
             models.Index(fields=["sender", "id"], name="chat_message_sent"),
             models.Index(fields=["receiver", "id"], name="chat_message_received"),
+            # the edits a resuming device missed (queries.changes_since); few rows are edited
+            models.Index(fields=["edited_at"], condition=Q(edited_at__isnull=False), name="chat_message_edited"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -94,6 +100,27 @@ class Message(models.Model):
 
     def __str__(self):
         return f"message {self.id} {self.sender_id}->{self.receiver_id}"
+
+
+class DeletedMessage(models.Model):
+    """The tombstone of a deleted message, written in the deleting transaction: a device
+    that was offline learns the deletion when it resumes (queries.changes_since)."""
+
+    id = models.BigIntegerField(primary_key=True)  # the deleted message's id
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+", db_index=False)
+    sender = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    receiver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    deleted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["deleted_at"], name="chat_deleted_message_at")]
+
+    def __str__(self):
+        return f"deleted message {self.id} {self.sender_id}->{self.receiver_id}"
 
 
 class Notification(models.Model):

@@ -7,6 +7,7 @@ Each raises ValueError with a short reason; callers turn that into their own err
 
 import json
 import math
+from datetime import datetime
 
 # Enough for every 64-bit id, with room for a leading zero; bounded because int() of a
 # long digit string costs quadratic time (and refuses more than 4,300 digits).
@@ -74,6 +75,24 @@ def parse_ports(text):
     if not ports:
         raise ValueError("no port given")
     return ports
+
+
+MAX_CURSOR_CHARS = 40  # an ISO timestamp with microseconds and offset is 32
+
+
+def parse_cursor(text):
+    """A device socket's sync cursor (wire.sync_cursor): an ISO 8601 time with its UTC
+    offset or `Z`, as an aware datetime. A time without offset is refused: it would be
+    read in the server's time zone."""
+    if not isinstance(text, str) or not 0 < len(text) <= MAX_CURSOR_CHARS or not text.isascii():
+        raise ValueError("not a cursor")
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not a cursor: {text!r}") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"a cursor without a UTC offset: {text!r}")
+    return moment
 
 
 class JSONTooDeep(ValueError):

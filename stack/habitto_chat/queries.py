@@ -5,12 +5,13 @@ messages (tests/test_chat_queries.py counts them), and every ordering is by id.
 """
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Sum
 
 from . import wire
 from .errors import NotFound
-from .models import Message, Notification, Participant
+from .models import DeletedMessage, Message, Notification, Participant
 from .users import user_cards
 
 
@@ -136,6 +137,80 @@ def message_events_since(start, user_ids, limit):
     cards = user_cards({m.sender_id for m in rows} | {m.receiver_id for m in rows})
     events = wire.message_created_events(rows, cards)
     return list(zip(events, (m.created_at for m in rows))), truncated
+
+
+# --- a device socket's resume (realtime/device.py, docs/protocol.md) ---------------------
+
+REPLAY_PAGE = 500  # messages per replay query
+# Two processes can commit, or deliver, message ids out of order; a resume also replays
+# what was created this long before the newest message the device holds.
+RESUME_OVERLAP = timedelta(seconds=5)
+# How far back the overlap looks, in messages: ids follow creation closely, so the
+# overlap window is the top of the device's messages below after_id.
+RESUME_OVERLAP_SCAN = 2000
+# Changes are replayed from this long before the device's cursor (clocks of processes
+# differ; an edit's time is set before its commit): replays may repeat, never miss.
+CHANGES_MARGIN = timedelta(seconds=5)
+
+
+def _visible_messages(user_id):
+    return _with_receiver_read(Message.objects.filter(Q(sender_id=user_id) | Q(receiver_id=user_id)), user_id)
+
+
+def _replayed_events(rows):
+    cards = user_cards({m.sender_id for m in rows} | {m.receiver_id for m in rows})
+    return wire.message_created_events(rows, cards, read_up_to=lambda m: m.receiver_read or 0)
+
+
+def replay_page(user_id, after_id, limit=REPLAY_PAGE):
+    """message.created events of the messages the user sees (sent or received, not
+    cleared) with id > after_id, oldest first, at most `limit` (2 queries)."""
+    return _replayed_events(list(_visible_messages(user_id).filter(id__gt=after_id).order_by("id")[:limit]))
+
+
+def resume_overlap(user_id, after_id, recent):
+    """message.created events of the messages the user sees with id <= after_id created
+    at most RESUME_OVERLAP before the newest of them, except those in `recent` (the ids
+    the device holds there), oldest first (1-2 queries)."""
+    rows = list(_visible_messages(user_id).filter(id__lte=after_id).order_by("-id")[:RESUME_OVERLAP_SCAN])
+    if not rows:
+        return []
+    start = rows[0].created_at - RESUME_OVERLAP
+    rows = [m for m in reversed(rows) if m.created_at >= start and m.id not in recent]
+    return _replayed_events(rows) if rows else []
+
+
+def changes_since(user_id, after_id, since):
+    """Events of what changed since the cursor `since` (minus CHANGES_MARGIN) that a
+    device holding messages up to after_id may have missed: edits and deletions of its
+    messages, read pointers of its conversations (either side), its own clears (4 queries)."""
+    start = since - CHANGES_MARGIN
+    events = []
+    edited = _visible_messages(user_id).filter(edited_at__gt=start, id__lte=after_id).order_by("id")
+    for m in edited:
+        events.append(wire.message_edited_event(wire.message_dict(m, m.id <= (m.receiver_read or 0))))
+    deleted = DeletedMessage.objects.filter(
+        Q(sender_id=user_id) | Q(receiver_id=user_id), deleted_at__gt=start, id__lte=after_id
+    ).order_by("id")
+    for tombstone in deleted:
+        events.append(wire.message_deleted_event(tombstone.id, tombstone.sender_id, tombstone.receiver_id))
+    reads = Participant.objects.filter(Q(user_id=user_id) | Q(other_user_id=user_id), read_at__gt=start)
+    for side in reads.order_by("read_at"):
+        events.append(wire.thread_read_event(side.user_id, side.other_user_id, side.last_read_id))
+    for side in Participant.objects.filter(user_id=user_id, cleared_at__gt=start).order_by("cleared_at"):
+        events.append(wire.conversation_cleared_event(user_id, side.other_user_id, side.cleared_before_id))
+    return events
+
+
+def newest_visible_id(user_id):
+    """The id of the newest message the user sees, 0 if none (1 query)."""
+    sides = Participant.objects.filter(user_id=user_id, last_message_id__gt=F("cleared_before_id"))
+    return sides.aggregate(newest=Max("last_message_id"))["newest"] or 0
+
+
+def has_conversation(user_id, other_id):
+    """Whether the two users share a conversation (1 query)."""
+    return Participant.objects.filter(user_id=user_id, other_user_id=other_id).exists()
 
 
 def unread_total(user_id):

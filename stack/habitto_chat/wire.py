@@ -70,11 +70,12 @@ def card_event(card):
     return {"id": card.id, "username": card.username, "full_name": card.full_name, "picture": card.picture}
 
 
-def message_created_events(messages, cards):
+def message_created_events(messages, cards, read_up_to=None):
     """message.created events of stored messages (models or message_store rows), with
     {user_id: UserCard} (a missing card shows an empty name). The parts that repeat in a
     batch (each pair's recipients, pair and cards) are built once and shared: events are
-    read-only once built."""
+    read-only once built. A new message is unread; a replayed one (`read_up_to`: message ->
+    the receiver's last_read_id) may already be read."""
     shared, events = {}, []
     for m in messages:
         sender, receiver = m.sender_id, m.receiver_id
@@ -88,7 +89,8 @@ def message_created_events(messages, cards):
                     for user_id in (sender, receiver)
                 },
             }
-        events.append({"type": "message.created", "message": message_dict(m, False), **parts})
+        is_read = read_up_to is not None and m.id <= read_up_to(m)
+        events.append({"type": "message.created", "message": message_dict(m, is_read), **parts})
     return events
 
 
@@ -143,6 +145,27 @@ def user_deactivated_event(user_id):
 
 
 SESSION_EVENTS = ("session.revoked", "user.deactivated")
+
+
+def typing_event(user_id, other_id, state):
+    """`user_id` started or stopped typing to `other_id`: to the other person's devices."""
+    return {"type": "typing", "recipients": [other_id], "pair": sorted((user_id, other_id)), "user": user_id, "state": state}
+
+
+def presence_event(user_id, contact_ids, online, last_seen):
+    """`user_id`'s first device came up or last device went down: to their contacts."""
+    return {
+        "type": "presence",
+        "recipients": list(contact_ids),
+        "pair": None,
+        "user": user_id,
+        "online": online,
+        "last_seen": iso(last_seen),
+    }
+
+
+# Ephemeral events only the device socket (/ws/v2/) carries.
+DEVICE_EVENTS = ("typing", "presence")
 
 
 # --- notifications -------------------------------------------------------------------
@@ -270,8 +293,9 @@ def notification_error_frame(code, text):
 PROTOCOL_2 = "2"
 
 
-def v2_frame(event, owner_id, base_url):
-    """Protocol 2 carries every event as {"type", ...}; inbox-style counterpart included."""
+def v2_frame(event, owner_id, base_url, replay=False):
+    """Protocol 2 carries every event as {"type", ...}; inbox-style counterpart included.
+    `replay`: sent again from the database by a device socket's sync, not live."""
     kind = event["type"]
     frame = {"type": kind}
     if kind in ("message.created", "message.edited"):
@@ -295,16 +319,64 @@ def v2_frame(event, owner_id, base_url):
         frame["cleared_before_id"] = event["cleared_before_id"]
     elif kind == "notification.created":
         frame["notification"] = event["notification"]
+    elif kind == "typing":
+        frame.update(user=event["user"], state=event["state"])
+    elif kind == "presence":
+        return {"type": kind, "user": event["user"], "online": event["online"], "last_seen": event["last_seen"]}
     frame["pair"] = event["pair"]
+    if replay:
+        frame["replay"] = True
     return frame
 
 
-def v2_ack(client_id, message_id, created):
-    return {"type": "ack", "client_id": client_id, "message_id": message_id, "duplicate": not created}
+def v2_ack(client_id, message_id, created, ref=None):
+    return _with_ref({"type": "ack", "client_id": client_id, "message_id": message_id, "duplicate": not created}, ref)
 
 
-def v2_error(code, text):
-    return {"type": "error", "code": code, "message": text}
+def v2_error(code, text, ref=None, client_id=None):
+    frame = _with_ref({"type": "error", "code": code, "message": text}, ref)
+    if client_id is not None:
+        frame["client_id"] = client_id
+    return frame
+
+
+def _with_ref(frame, ref):
+    """The client's `ref` of the frame this one answers (device socket), when it gave one."""
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
+
+
+# --- frames of the device socket (/ws/v2/) ---------------------------------------------
+
+
+def hello_frame(user_id, heartbeat):
+    return {"type": "hello", "user_id": user_id, "protocol": PROTOCOL_2, "heartbeat": heartbeat}
+
+
+def sync_done_frame(after_id, since, replayed):
+    return {"type": "sync.done", "after_id": after_id, "since": since, "replayed": replayed}
+
+
+def device_pong_frame(moment, nonce=None):
+    frame = {"type": "pong", "server_time": iso(moment)}
+    if nonce is not None:
+        frame["nonce"] = nonce
+    return frame
+
+
+def presence_item(user_id, online, last_seen):
+    return {"user": user_id, "online": online, "last_seen": iso(last_seen)}
+
+
+def presence_snapshot_frame(items):
+    """`items`: presence_item dicts of the contacts asked about."""
+    return {"type": "presence.snapshot", "users": items}
+
+
+def sync_cursor(moment):
+    """The opaque `since` of sync.done (parsing.parse_cursor reads it back)."""
+    return iso(moment)
 
 
 # --- frame texts, serialized once per event ---------------------------------------------

@@ -120,9 +120,7 @@ class ChatSocket(DirectWebsocketConsumer):
         self._outbox = deque()
         self._base_url = base_url(self.scope)
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        # Legacy sockets must carry nothing but what the shipped app reads; everything
-        # else (acks, edits, reads, typed errors) is for clients that ask for protocol 2.
-        self.v2 = self.offers_protocol_2 and query.get("protocol") == [wire.PROTOCOL_2]
+        self.v2 = self.speaks_protocol_2(query)
         self.opened_at = time.time()
         try:
             if self.scope.get("auth_failure"):
@@ -150,6 +148,11 @@ class ChatSocket(DirectWebsocketConsumer):
             self._writer = asyncio.get_running_loop().create_task(self._drain())
         remaining = self._token_deadline() - time.time()
         self._expiry = asyncio.get_running_loop().call_later(max(remaining, 0), self._token_expired)
+
+    def speaks_protocol_2(self, query):
+        """Legacy sockets must carry nothing but what the shipped app reads; everything
+        else (acks, edits, reads, typed errors) is for clients that ask for protocol 2."""
+        return self.offers_protocol_2 and query.get("protocol") == [wire.PROTOCOL_2]
 
     @property
     def legacy(self):
@@ -313,7 +316,7 @@ class RoomConsumer(ChatSocket):
             self.send_error("store_failed", "The message could not be stored; send it again.")
 
     def on_event(self, event, frames):
-        if event["pair"] != self.pair:
+        if event["pair"] != self.pair or event["type"] in wire.DEVICE_EVENTS:
             return
         if self.v2:
             self.push(wire.v2_text(event, frames, self.user_id, self._base_url))
@@ -331,6 +334,8 @@ class InboxConsumer(ChatSocket):
             raise Refused(FORBIDDEN, "not your inbox")
 
     def on_event(self, event, frames):
+        if event["type"] in wire.DEVICE_EVENTS:
+            return
         if self.v2:
             self.push(wire.v2_text(event, frames, self.user_id, self._base_url))
         elif event["type"] == "message.created":

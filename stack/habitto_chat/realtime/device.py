@@ -1,0 +1,293 @@
+"""`/ws/v2/`: the device socket (issue 15, docs/protocol.md). One protocol-2 socket per
+device carries every conversation of its user: sends (to a user id, acknowledged after
+commit), edits, deletions, read marks, typing, presence, and a resume that replays
+what the device missed without a gap or a duplicate.
+
+Resume: the socket holds its live events from the moment it registers (before accept),
+replays from the database what the device asked for (queries.replay_page and friends,
+page by page, waiting for its outbox to drain between pages), says `sync.done`, then
+lets the held events out, skipping the messages it just replayed. A `sync` frame later
+does the same from that frame on.
+
+Presence and typing plug in through presence_opened / presence_closed / handle_typing /
+handle_presence_query (realtime/presence.py fills them in).
+"""
+
+import asyncio
+import functools
+import logging
+from datetime import datetime, timezone
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+
+from .. import actions, queries, sends, wire
+from ..conf import chat_setting
+from ..errors import ChatError, InvalidInput, NotFound
+from ..metrics import RATE_LIMITED_FRAMES
+from ..ratelimit import allow_send
+from .batcher import batcher
+from .consumers import SERVER_ERROR, SLOW_CONSUMER, ChatSocket
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 25  # the client pings at least this often (hello frame)
+# Live events held while a sync replays; past this the device is too far behind to
+# catch up on this socket: it is closed as a slow consumer and resumes on a new one.
+MAX_HELD_EVENTS = 10_000
+MAX_CACHED_CONVERSATIONS = 1000  # `to` -> conversation id, per socket
+
+_open_conversation = database_sync_to_async(actions.do_open_conversation)
+_edit_message = database_sync_to_async(actions.do_edit_message)
+_delete_message = database_sync_to_async(actions.do_delete_message)
+_mark_read = database_sync_to_async(actions.do_mark_read)
+_replay_page = database_sync_to_async(queries.replay_page)
+_resume_overlap = database_sync_to_async(queries.resume_overlap)
+_changes_since = database_sync_to_async(queries.changes_since)
+_newest_visible_id = database_sync_to_async(queries.newest_visible_id)
+_has_conversation = database_sync_to_async(queries.has_conversation)
+
+
+def _now():
+    return datetime.now(timezone.utc)
+
+
+class DeviceConsumer(ChatSocket):
+    kind = "device"
+    legacy = False  # strict token expiry: device clients refresh their token and reconnect
+
+    _held = None  # [(event, frames)] while a sync runs; None when live
+    _sync_task = None
+    _sync_requested = False  # the running sync is the client's (query or frame), not the plain one
+    _queued_sync = None
+    _in_flight = None
+    _presence_open = False
+
+    def speaks_protocol_2(self, query):
+        return True
+
+    async def connect(self):
+        self._held = []  # before registering: no live event may pass the replay
+        self._replayed = set()
+        self._conversations = {}
+        await super().connect()
+        if not self._registered:
+            return
+        self.push(wire.dumps(wire.hello_frame(self.user_id, HEARTBEAT_SECONDS)))
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        try:
+            request = sends.device_sync_query(query)
+        except ChatError as error:
+            self.send_error(error.code, error.message)
+            request = None
+        self._sync_requested = request is not None
+        self._sync_task = asyncio.get_running_loop().create_task(self._sync(request))
+
+    def _release(self):
+        super()._release()
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            self._sync_task = None
+        if self._presence_open:
+            self._presence_open = False
+            self.presence_closed()
+
+    # --- resume ------------------------------------------------------------------------
+
+    async def _sync(self, request):
+        """Replay (or, without a request, just report where the device stands), sync.done,
+        then the held events; a sync frame that came during the plain sync on open runs
+        right after it, before anything held is let out."""
+        try:
+            while True:
+                if request is None:
+                    started = _now()
+                    done = wire.sync_done_frame(await _newest_visible_id(self.user_id), wire.sync_cursor(started), 0)
+                else:
+                    done = await self._replay(request)
+                self.push(wire.dumps(done))
+                await self._release_held()
+                if self._queued_sync is None:
+                    break
+                request, self._queued_sync = self._queued_sync, None
+            self._held, self._replayed = None, set()
+            self._sync_task, self._sync_requested = None, False
+            if not self._presence_open and not self._closing:
+                self._presence_open = True
+                await self.presence_opened()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("syncing a device of user %s failed", self.user_id)
+            self._close_soon(SERVER_ERROR, "server error")
+
+    async def _replay(self, request):
+        """Push the replay of `request`; its sync.done frame."""
+        started = _now()
+        user_id, after_id = self.user_id, request.after_id
+        count = 0
+        if after_id:
+            count += await self._push_replayed(await _resume_overlap(user_id, after_id, request.recent))
+        cursor = after_id
+        while True:
+            events = await _replay_page(user_id, cursor)
+            count += await self._push_replayed(events)
+            if events:
+                cursor = events[-1]["message"]["id"]
+            if len(events) < queries.REPLAY_PAGE:
+                break
+        if request.since is not None:
+            await self._push_replayed(await _changes_since(user_id, after_id, request.since))
+        return wire.sync_done_frame(cursor, wire.sync_cursor(started), count)
+
+    async def _push_replayed(self, events):
+        """Push replayed events page by page, each page once the one before it has left
+        (the outbox stays small whatever the backlog); how many were messages."""
+        messages = 0
+        for start in range(0, len(events), queries.REPLAY_PAGE):
+            for event in events[start : start + queries.REPLAY_PAGE]:
+                if event["type"] == "message.created":
+                    self._replayed.add(event["message"]["id"])
+                    messages += 1
+                self.push(wire.dumps(wire.v2_frame(event, self.user_id, self._base_url, replay=True)))
+            await self._outbox_drained()
+        return messages
+
+    async def _release_held(self):
+        """Let out the events held during the sync, without the messages it replayed; live
+        from the moment none is left (and no other sync is queued)."""
+        while self._held and self._queued_sync is None:
+            page, self._held = self._held[: queries.REPLAY_PAGE], self._held[queries.REPLAY_PAGE :]
+            for event, frames in page:
+                if event["type"] == "message.created" and event["message"]["id"] in self._replayed:
+                    continue
+                self.push(wire.v2_text(event, frames, self.user_id, self._base_url))
+            await self._outbox_drained()
+
+    async def _outbox_drained(self):
+        while self._writer is not None and not self._closing:
+            await asyncio.wait({self._writer})
+
+    def on_event(self, event, frames):
+        if self._held is None:
+            self.push(wire.v2_text(event, frames, self.user_id, self._base_url))
+        elif len(self._held) < MAX_HELD_EVENTS:
+            self._held.append((event, frames))
+        else:
+            self._close_soon(SLOW_CONSUMER, "too many events during a sync")
+
+    # --- frames from the client ------------------------------------------------------
+
+    async def handle(self, payload):
+        try:
+            kind, ref = sends.device_frame_type(payload)
+        except ChatError as error:
+            return self.send_error(error.code, error.message)
+        try:
+            await self._handlers[kind](self, payload, ref)
+        except ChatError as error:
+            self.send_error(error.code, error.message, ref)
+
+    def send_error(self, code, text, ref=None, client_id=None):
+        self.push(wire.dumps(wire.v2_error(code, text, ref, client_id)))
+
+    async def _handle_send(self, payload, ref):
+        client_id = None
+        try:
+            client_id = sends.device_client_id(payload)
+            to, content = sends.device_send(payload)
+            if not allow_send(self.user_id):
+                RATE_LIMITED_FRAMES.inc()
+                raise InvalidInput("Too many messages; slow down.", code="rate_limited")
+            conversation_id = await self._conversation_with(to)
+        except ChatError as error:
+            return self.send_error(error.code, error.message, ref, client_id)
+        request = sends.SendRequest(self.user_id, to, conversation_id, content, client_id)
+        # Pipelined as on room sockets: up to SENDS_IN_FLIGHT wait for their batch.
+        if self._in_flight is None:
+            self._in_flight = asyncio.Semaphore(chat_setting("SENDS_IN_FLIGHT"))
+        await self._in_flight.acquire()
+        batcher().enqueue(request).add_done_callback(functools.partial(self._stored, request, ref))
+
+    async def _conversation_with(self, other_id):
+        conversation_id = self._conversations.get(other_id)
+        if conversation_id is None:
+            conversation_id = await _open_conversation(self.user_id, other_id)
+            if len(self._conversations) >= MAX_CACHED_CONVERSATIONS:
+                self._conversations.clear()
+            self._conversations[other_id] = conversation_id
+        return conversation_id
+
+    def _stored(self, request, ref, future):
+        self._in_flight.release()
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None:
+            result = future.result()
+            self.push(wire.dumps(wire.v2_ack(request.client_id, result.message.id, result.created, ref)))
+        elif isinstance(error, ChatError):
+            self.send_error(error.code, error.message, ref, request.client_id)
+        else:
+            logger.error("storing a message from user %s failed", self.user_id, exc_info=error)
+            self.send_error("store_failed", "The message could not be stored; send it again.", ref, request.client_id)
+
+    async def _handle_edit(self, payload, ref):
+        message_id, content = sends.device_edit(payload)
+        await _edit_message(self.user_id, message_id, content)
+
+    async def _handle_delete(self, payload, ref):
+        await _delete_message(self.user_id, sends.device_message_id(payload))
+
+    async def _handle_read(self, payload, ref):
+        await _mark_read(self.user_id, sends.device_message_id(payload))
+
+    async def _handle_ping(self, payload, ref):
+        self.push(wire.dumps(wire.device_pong_frame(_now(), sends.device_ping(payload))))
+
+    async def _handle_sync(self, payload, ref):
+        request = sends.device_sync(payload)
+        if self._sync_task is None:
+            self._held, self._sync_requested = [], True
+            self._sync_task = asyncio.get_running_loop().create_task(self._sync(request))
+        elif not self._sync_requested and self._queued_sync is None:
+            self._queued_sync, self._sync_requested = request, True
+        else:
+            raise InvalidInput("A sync is already running; wait for its sync.done.", code="sync_in_progress")
+
+    async def _handle_typing(self, payload, ref):
+        await self.handle_typing(payload)
+
+    async def _handle_presence_query(self, payload, ref):
+        await self.handle_presence_query(payload)
+
+    _handlers = {
+        "send": _handle_send,
+        "edit": _handle_edit,
+        "delete": _handle_delete,
+        "read": _handle_read,
+        "ping": _handle_ping,
+        "sync": _handle_sync,
+        "typing": _handle_typing,
+        "presence.query": _handle_presence_query,
+    }
+
+    # --- presence and typing (realtime/presence.py replaces these) -------------------
+
+    async def presence_opened(self):
+        """After the first sync.done: the presence snapshot of the user's contacts."""
+        self.push(wire.dumps(wire.presence_snapshot_frame([])))
+
+    def presence_closed(self):
+        """The socket is gone (any way out)."""
+
+    async def handle_typing(self, payload):
+        """A typing frame; raises the ChatError to answer with."""
+        to, _state = sends.device_typing(payload)
+        if not await _has_conversation(self.user_id, to):
+            raise NotFound("No conversation with this user.", code="no_conversation")
+
+    async def handle_presence_query(self, payload):
+        """A presence.query frame; raises the ChatError to answer with."""
+        sends.device_presence_query(payload)
+        self.push(wire.dumps(wire.presence_snapshot_frame([])))
