@@ -152,6 +152,7 @@ def test_device_socket_opens_sends_and_dedupes(stub_v2):
         assert sock.expect("ack", client_id="c-1")["message_id"] == 6
         assert sock.skipped == [{"type": "presence.snapshot", "users": []}]
         assert sock.recv_event(3)["message"]["id"] == 6
+        assert sock.expect("presence.snapshot", 0.1)["users"] == [] and sock.skipped == []
         sock.ping(nonce=1)
         assert sock.recv_event(3) == {"type": "pong", "nonce": 1, "server_time": "t"}
         assert sock.duplicates == 1

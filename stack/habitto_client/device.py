@@ -190,15 +190,23 @@ class DeviceSocket(ChatSocket):
             self.duplicates += 1
 
     def expect(self, kind, timeout=None, **match):
-        """The next frame of type `kind` whose keys equal `match` (e.g. client_id=...); the
-        frames read past it are kept in `skipped`. An error frame raises ServerRejected
-        unless `kind` is "error"."""
+        """The first frame of type `kind` whose keys equal `match` (e.g. client_id=...),
+        looked for first among the frames an earlier expect() read past (`skipped`: frames
+        of different kinds may come in either order), then read from the socket. An error
+        frame raises ServerRejected unless `kind` is "error"."""
+
+        def wanted(frame):
+            return frame.get("type") == kind and all(frame.get(k) == v for k, v in match.items())
+
+        for index, frame in enumerate(self.skipped):
+            if wanted(frame):
+                return self.skipped.pop(index)
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while True:
             frame = self.recv_event(_left(deadline, timeout))
             if frame.get("type") == "error" and kind != "error":
                 raise ServerRejected(frame.get("code"), frame.get("message"))
-            if frame.get("type") == kind and all(frame.get(k) == v for k, v in match.items()):
+            if wanted(frame):
                 return frame
             self.skipped.append(frame)
