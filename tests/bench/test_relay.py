@@ -92,7 +92,7 @@ def test_throughput_alternates_the_commits_and_runs_the_relay_every_round(monkey
                         or flood(spec["label"], "relay", 100))
     monkeypatch.setattr(run, "_flood_server", lambda out, spec, kind, target: order.append(target.commit)
                         or flood(spec["label"], target.label, 10))
-    cfg = {"duration": 1, "flood": [("room only", False, 50, 600)]}
+    cfg = {"duration": 1, "flood": [("room only", "room", 50, 600)]}
     result = run.phase_throughput(cfg, tmp_path, rounds=3)
     assert order == ["relay", "new", "old", "relay", "old", "new", "relay", "new", "old"]
     assert result["summary"][0]["ratio_to_relay"] == {"this tree": 0.1, "commit old": 0.1}
