@@ -55,6 +55,12 @@ class Scenario:
         return bool(self.faults.get("inject") or self.faults.get("reconnect"))
 
     @property
+    def resends(self):
+        """Sends not acknowledged go again after a reconnect with their client_id (protocol 2
+        and the device sockets, in runs that reconnect); a send that fails is not forgotten."""
+        return (self.protocol == 2 or self.device) and self.reconnects
+
+    @property
     def device(self):
         """One /ws/v2/ device socket per account (the v2 scenario) instead of room and inbox sockets."""
         return self.user_class == DEVICE_USER_CLASS

@@ -440,7 +440,7 @@ class ConversationUser(ChatSocketUser):
             p.next_at = start + random.random() * interval  # spread senders over the interval
         participants = self.participants
         window = scenario.window
-        resends = scenario.protocol == 2 and scenario.reconnects
+        resends = scenario.resends
         monotonic = time.monotonic
         while True:
             me = min(participants, key=_next_at)  # the first on ties

@@ -86,3 +86,34 @@ def test_v2_smoke_against_a_server_counts_what_it_stored(tmp_path):
                             for start in (0, 4) for a, b in combinations(sessions[start:start + 4], 2)]
     assert_complete(summary, 2 * 4 * 2 * 4)
     assert sum(per_conversation) == summary["sent"] and all(per_conversation)
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.server_tracebacks_expected("redis.exceptions.ConnectionError")
+def test_v2_users_resume_across_a_backend_restart(tmp_path, own_redis, postgres_database):
+    """The faults scenario on device sockets, every conversation across two processes; the
+    second is killed and restarted at 4 s: its device sockets reconnect with their cursor,
+    the server replays what they missed, unacknowledged sends go again with their client_id.
+    Nothing acknowledged is lost, nothing fails unacknowledged, no duplicate, no reordering,
+    and nothing is fetched over REST (no catch up rows): the socket's resume repaired it."""
+    from tests.loadtests.test_faults_live import Supervisor, assert_survived, run_with_faults
+    from tests.support.chat import two_servers
+
+    with two_servers(tmp_path, postgres_database, own_redis.url, "v2fl") as (env, first, second, _):
+        supervisor = Supervisor(second, tmp_path / "second.pid")
+        try:
+            code, summary, output = run_with_faults(
+                tmp_path / "results", first, second, ["restart_backend@4"],
+                {"restart_backend": f"kill -TERM $(cat {tmp_path / 'second.pid'})"},
+                "--set", "user_class=DeviceConversationUser")
+        finally:
+            supervisor.stop()
+    fault = assert_survived(code, summary, output, "restart_backend")
+    assert supervisor.restarts == 1 and fault["reconnects"] >= 1
+    assert fault["unacknowledged_failed"] == 0
+    assert summary["sockets"] == "device"
+    assert summary["fanout"]["complete"]["count"] == fault["messages"]
+    assert "WS reconnect device" in summary["requests"]
+    assert not any("catch up" in name for name in summary["requests"])
