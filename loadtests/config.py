@@ -78,6 +78,14 @@ class Scenario:
         return LEGACY_PATHS if self.inbox else ("sender_echo", "partner_room")
 
     @property
+    def described(self):
+        """What the Locust users are: "25 conversations" or "10 groups of 4 accounts (60 conversations)"."""
+        if self.group == 2:
+            return f"{self.users} conversations" + (" on device sockets" if self.device else "")
+        conversations = self.users * self.group * (self.group - 1) // 2
+        return f"{self.users} groups of {self.group} accounts ({conversations} conversations on device sockets)"
+
+    @property
     def offered_rate(self):
         """Messages per second the whole run offers."""
         return self.users * self.group * self.rate_per_user

@@ -73,6 +73,7 @@ def summarize(stats, scenario):
     return {
         "scenario": scenario.name,
         "users": scenario.users,
+        "described": scenario.described,
         "offered_per_second": scenario.offered_rate,
         "sockets": "device" if scenario.device else "room+inbox" if scenario.inbox else "room",
         "duration": scenario.duration,
@@ -157,7 +158,7 @@ def _fmt(value):
 def render(summary, checks, validity=()):
     """The console summary: rows, thresholds, validity and the verdict line."""
     lines = [
-        f"Load test '{summary['scenario']}': {summary['users']} conversations, "
+        f"Load test '{summary['scenario']}': {summary.get('described') or str(summary['users']) + ' conversations'}, "
         f"{summary['offered_per_second']:g} msgs/s offered for {summary['duration']:g} s",
         "",
         f"{'fan-out path':<15}{'count':>9}{'msgs/s':>9}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}"

@@ -308,7 +308,7 @@ def main(argv=None):
             account_store.save(account_store.with_tokens(http_base, account_store.load(accounts_file)),
                                sessions_file)
             accounts_file = sessions_file
-        print(f"loadtest: scenario {scenario.name}: {scenario.users} conversations, "
+        print(f"loadtest: scenario {scenario.name}: {scenario.described}, "
               f"{scenario.offered_rate:g} msgs/s offered, {workers or 'no'} workers, "
               f"target {http_base} / {ws_base}", flush=True)
 
