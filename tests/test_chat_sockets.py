@@ -183,6 +183,40 @@ async def test_origin_not_allowed_is_refused_4403(ws, settings, token_for, alice
     await assert_open(await ws(room(alice, bob), token, headers=[(b"origin", b"https://app.habitto.test")]))
 
 
+async def test_the_servers_own_origin_is_allowed_by_default(ws, token_for, alice, bob):
+    """The web client served at `/` is same-origin: allowed with no ALLOWED_ORIGINS; the
+    same host with another scheme or port, or another host, is still refused."""
+    token = token_for(alice)
+    same = f"http://{HOST}".encode()
+    await assert_open(await ws(room(alice, bob), token, headers=[(b"origin", same)]))
+    for origin in (f"https://{HOST}", f"http://{HOST}:8080", "http://evil.example", f"http://{HOST}.evil.example"):
+        await assert_closed(await ws(room(alice, bob), token, headers=[(b"origin", origin.encode())]), 4403)
+
+
+@pytest.mark.parametrize(
+    "scheme, host, origin, allowed",
+    [
+        ("ws", "127.0.0.1:8000", "http://127.0.0.1:8000", True),
+        ("wss", "chat.habitto.test", "https://chat.habitto.test", True),
+        ("wss", "chat.habitto.test:443", "https://chat.habitto.test", True),
+        ("ws", "localhost", "http://localhost:80", True),
+        ("ws", "Chat.Habitto.test", "http://chat.habitto.TEST", True),
+        ("ws", "127.0.0.1:8000", "http://127.0.0.1:8001", False),
+        ("ws", "127.0.0.1:8000", "https://127.0.0.1:8000", False),
+        ("wss", "chat.habitto.test", "http://chat.habitto.test", False),
+        ("ws", "127.0.0.1:8000", "http://localhost:8000", False),
+        ("ws", "127.0.0.1:x", "http://127.0.0.1:x", False),
+        ("ws", None, "http://127.0.0.1", False),
+        ("ws", "127.0.0.1", "null", False),
+    ],
+)
+def test_same_origin_means_scheme_host_and_port_of_the_host_header(scheme, host, origin, allowed):
+    from habitto_chat.realtime.auth import origin_allowed
+
+    headers = [(b"origin", origin.encode())] + ([(b"host", host.encode())] if host else [])
+    assert origin_allowed({"scheme": scheme, "headers": headers}, []) is allowed
+
+
 async def test_no_origin_header_is_allowed(ws, settings, token_for, alice, bob):
     """Native apps send no Origin header; they are allowed whatever the allowed list."""
     settings.HABITTO_CHAT = {**settings.HABITTO_CHAT, "ALLOWED_ORIGINS": ["https://app.habitto.test"]}

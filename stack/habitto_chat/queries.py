@@ -157,6 +157,23 @@ def _visible_messages(user_id):
     return _with_receiver_read(Message.objects.filter(Q(sender_id=user_id) | Q(receiver_id=user_id)), user_id)
 
 
+def _visible_by_id(user_id, limit, *, after_id=None, up_to_id=None):
+    """The user's visible messages after `after_id` (oldest first) or up to `up_to_id`
+    (newest first), at most `limit`: the sent and the received ones each read on their
+    (sender, id) / (receiver, id) index with the limit, then merged (one query with OR
+    would read and sort every matching message for each page)."""
+    rows = []
+    for side in ("sender_id", "receiver_id"):
+        messages = Message.objects.filter(**{side: user_id})
+        if after_id is not None:
+            messages = messages.filter(id__gt=after_id).order_by("id")
+        else:
+            messages = messages.filter(id__lte=up_to_id).order_by("-id")
+        rows += _with_receiver_read(messages, user_id)[:limit]
+    rows.sort(key=lambda m: m.id, reverse=after_id is None)
+    return rows[:limit]
+
+
 def _replayed_events(rows):
     cards = user_cards({m.sender_id for m in rows} | {m.receiver_id for m in rows})
     return wire.message_created_events(rows, cards, read_up_to=lambda m: m.receiver_read or 0)
@@ -164,15 +181,15 @@ def _replayed_events(rows):
 
 def replay_page(user_id, after_id, limit=REPLAY_PAGE):
     """message.created events of the messages the user sees (sent or received, not
-    cleared) with id > after_id, oldest first, at most `limit` (2 queries)."""
-    return _replayed_events(list(_visible_messages(user_id).filter(id__gt=after_id).order_by("id")[:limit]))
+    cleared) with id > after_id, oldest first, at most `limit` (3 queries)."""
+    return _replayed_events(_visible_by_id(user_id, limit, after_id=after_id))
 
 
 def resume_overlap(user_id, after_id, recent):
     """message.created events of the messages the user sees with id <= after_id created
     at most RESUME_OVERLAP before the newest of them, except those in `recent` (the ids
-    the device holds there), oldest first (1-2 queries)."""
-    rows = list(_visible_messages(user_id).filter(id__lte=after_id).order_by("-id")[:RESUME_OVERLAP_SCAN])
+    the device holds there), oldest first (2-3 queries)."""
+    rows = _visible_by_id(user_id, RESUME_OVERLAP_SCAN, up_to_id=after_id)
     if not rows:
         return []
     start = rows[0].created_at - RESUME_OVERLAP

@@ -139,18 +139,23 @@ class SyncRequest:
     recent: frozenset = frozenset()
 
 
-def device_frame_type(frame):
-    """(type, ref) of a device frame; invalid_frame for anything else. The ref is read
-    first so that even an unknown type's error can carry it."""
+def device_ref(frame):
+    """The frame's `ref` (None without one), read before anything else so that every
+    later error can carry it; invalid_frame for a frame that is no object."""
     if not isinstance(frame, dict):
         raise _frame_error("A frame must be a JSON object.")
     ref = frame.get("ref")
     if ref is not None and not (isinstance(ref, str) and 0 < len(ref) <= MAX_REF and ref.isprintable()):
         raise _frame_error(f"ref must be 1 to {MAX_REF} printable characters.")
+    return ref
+
+
+def device_frame_type(frame):
+    """The type of a device frame (an object, device_ref); invalid_frame if unknown."""
     kind = frame.get("type")
     if kind not in DEVICE_FRAME_TYPES:
         raise _frame_error(f"Unknown frame type; expected one of {sorted(DEVICE_FRAME_TYPES)}.")
-    return kind, ref
+    return kind
 
 
 def _id_value(frame, key):

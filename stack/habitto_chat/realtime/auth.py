@@ -60,17 +60,43 @@ def authenticate(raw):
 
 
 def origin_allowed(scope, allowed):
-    """No Origin header (native apps) is allowed; a browser origin must be listed."""
+    """No Origin header (native apps) is allowed; a browser origin must be listed, or be
+    this server's own origin (the web client served at `/`)."""
     origin = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"origin"), None)
     if origin is None or "*" in allowed:
         return True
     seen = urlsplit(origin.lower())
+    if _same_origin(seen, scope):
+        return True
     for entry in allowed:
         wanted = urlsplit(entry.lower())
         if seen.scheme == wanted.scheme and seen.hostname == wanted.hostname:
             if wanted.port is None or wanted.port == seen.port:
                 return True
     return False
+
+
+_SOCKET_SCHEME = {"http": "ws", "https": "wss"}
+_DEFAULT_PORT = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _same_origin(seen, scope):
+    """Whether the browser origin is the page's own: http with ws (https with wss), and
+    the host and port of the request's Host header."""
+    scheme = scope.get("scheme") or "ws"
+    host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), None)
+    if host is None or _SOCKET_SCHEME.get(seen.scheme) != scheme:
+        return False
+    target = urlsplit(f"//{host.lower()}")
+    try:
+        seen_port, target_port = seen.port, target.port
+    except ValueError:  # a port that is no number
+        return False
+    return (
+        seen.hostname is not None
+        and seen.hostname == target.hostname
+        and (seen_port or _DEFAULT_PORT[seen.scheme]) == (target_port or _DEFAULT_PORT[scheme])
+    )
 
 
 class JWTAuthMiddleware:

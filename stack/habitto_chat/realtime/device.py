@@ -70,6 +70,7 @@ class DeviceConsumer(ChatSocket):
         self._held = []  # before registering: no live event may pass the replay
         self._replayed = set()
         self._conversations = {}
+        self._unacked = {}  # client_id -> [sends in flight, their message.created frames]
         await super().connect()
         if not self._registered:
             return
@@ -170,21 +171,34 @@ class DeviceConsumer(ChatSocket):
 
     def on_event(self, event, frames):
         if self._held is None:
-            self.push(wire.v2_text(event, frames, self.user_id, self._base_url))
+            text = wire.v2_text(event, frames, self.user_id, self._base_url)
+            unacked = self._unacked_send(event)
+            if unacked is None:
+                self.push(text)
+            else:
+                unacked[1].append(text)
         elif len(self._held) < MAX_HELD_EVENTS:
             self._held.append((event, frames))
         else:
             self._close_soon(SLOW_CONSUMER, "too many events during a sync")
 
+    def _unacked_send(self, event):
+        """[sends in flight, frames waiting] of this socket's send that `event` announces,
+        if its ack has not been pushed yet: the commit's events reach the socket before the
+        writer's result does, and the sender gets the ack first."""
+        if event["type"] != "message.created" or event["message"]["sender"] != self.user_id:
+            return None
+        return self._unacked.get(event["message"]["client_id"])
+
     # --- frames from the client ------------------------------------------------------
 
     async def handle(self, payload):
         try:
-            kind, ref = sends.device_frame_type(payload)
+            ref = sends.device_ref(payload)
         except ChatError as error:
             return self.send_error(error.code, error.message)
         try:
-            await self._handlers[kind](self, payload, ref)
+            await self._handlers[sends.device_frame_type(payload)](self, payload, ref)
         except ChatError as error:
             self.send_error(error.code, error.message, ref)
 
@@ -207,6 +221,7 @@ class DeviceConsumer(ChatSocket):
         if self._in_flight is None:
             self._in_flight = asyncio.Semaphore(chat_setting("SENDS_IN_FLIGHT"))
         await self._in_flight.acquire()
+        self._unacked.setdefault(client_id, [0, []])[0] += 1
         batcher().enqueue(request).add_done_callback(functools.partial(self._stored, request, ref))
 
     async def _conversation_with(self, other_id):
@@ -220,8 +235,17 @@ class DeviceConsumer(ChatSocket):
 
     def _stored(self, request, ref, future):
         self._in_flight.release()
-        if future.cancelled():
-            return
+        unacked = self._unacked[request.client_id]
+        unacked[0] -= 1
+        if not unacked[0]:
+            del self._unacked[request.client_id]
+        if not future.cancelled():
+            self._answer_send(request, ref, future)
+        for text in unacked[1]:
+            self.push(text)
+        unacked[1].clear()
+
+    def _answer_send(self, request, ref, future):
         error = future.exception()
         if error is None:
             result = future.result()
