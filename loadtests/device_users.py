@@ -62,8 +62,11 @@ class DeviceConversationUser(ConversationUser):
                 me.partner_id = me.partners[0]
             self.key = tuple(me.id for me in members)
             for index, me in enumerate(members):
-                me.room = self.open_socket(f"device {me.id}", "device", self._device_handler(me),
-                                           self._resumed(me), opener=self._opener(me, STATE.ws_base_for(index)))
+                on_object, loads = self._device_handler(me), json.loads
+                me.room = self.open_socket(f"device {me.id}", "device",
+                                           lambda text, now, on_object=on_object: on_object(loads(text), now, len(text)),
+                                           self._resumed(me, on_object),
+                                           opener=self._opener(me, STATE.ws_base_for(index)))
         except ChatError:
             self.close_sockets()
             STATE.conversation_done(self.environment)
@@ -92,14 +95,11 @@ class DeviceConversationUser(ConversationUser):
 
     # -- frames ----------------------------------------------------------------------------------
     def _device_handler(self, me):
-        """Acks and message.created frames to the tracker, every frame through the cursor.
-        Acks have a socket key of their own: an ack and the sender's message.created carry
-        the same marker."""
-        tracker, loads, window = STATE.tracker, json.loads, self.scenario.window
+        """on_object(frame, arrival time, length): acks and message.created frames to the
+        tracker, every frame through the cursor. Acks have a socket key of their own: an ack
+        and the sender's message.created carry the same marker."""
+        tracker, window = STATE.tracker, self.scenario.window
         device_key, ack_key = (id(me), "device"), (id(me), "ack")
-
-        def on_frame(text, now):
-            on_object(loads(text), now, len(text))
 
         def on_object(obj, now, length=0):
             me.cursor.observe(obj)
@@ -119,18 +119,16 @@ class DeviceConversationUser(ConversationUser):
             elif kind == "error":
                 self.report("WS", "rejected", 0, length, LoadTestFailure(f"{obj.get('code')}: {obj.get('message')}"))
 
-        on_frame.on_object = on_object
-        return on_frame
+        return on_object
 
-    def _resumed(self, me):
+    def _resumed(self, me, on_object):
         """After a reconnect: what the server replayed before sync.done counts as delivered
         now; then the unacknowledged sends again, with their client_id."""
         def on_reopen(sock):
             me.room = sock
             now = time.monotonic()
-            handler = self._device_handler(me).on_object
             for frame in sock.replayed + sock.replayed_duplicates:  # the tracker judges duplicates
-                handler(frame, now)
+                on_object(frame, now)
             self.resend(me, sock)
 
         return on_reopen
