@@ -9,6 +9,8 @@ import pytest
 from bench import run
 from bench.report import render
 from tests.bench.test_relay import flood as flood_run
+from tests.loadtests.test_gate_live import run_loadtest
+from tests.loadtests.test_v2_scenario import assert_complete
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +62,19 @@ def test_device_floods_skip_targets_without_the_device_socket(monkeypatch, tmp_p
                                       "kib_per_socket": 3.5, "closed_by_server": 0}]}})
     assert "| device (v2) | 50 | this tree | 300 | 0.3 | - | 1.5 |" in text
     assert "| device | off | 5 | 0 | 9 | 1 | 2 | 3.5 | 0 | - | - | - |" in text
+
+
+def test_v2_smoke_against_the_relay(tmp_path):
+    """Two groups of four accounts on the relay's device sockets: every message acked and on
+    both devices, nothing lost, duplicated or reordered; the summary has the device rows."""
+    with run.RelayProcess(tmp_path, "v2") as relay:
+        accounts = run.trusted_accounts(tmp_path, 8)
+        code, summary, output = run_loadtest(
+            tmp_path / "results", "--scenario", "v2_smoke", "--target", f"http://{relay.base}",
+            "--target-ws", f"ws://{relay.base}", "--accounts", str(accounts), "--set", "duration=3")
+    assert code == 0, output[-4000:]
+    assert_complete(summary, 2 * 4 * 2 * 3)
+    assert "partner_device" in output and "RESULT: PASS" in output
 
 
 def test_paced_device_run_against_the_relay_reports_the_device_paths(relay, tmp_path):

@@ -1,14 +1,14 @@
 """The load tester's v2 scenario: one /ws/v2/ device socket per account carrying all its
-conversations (loadtests/device_users.py). The scenario's keys, then short runs: against the
-bare relay (bench/relay.py speaks /ws/v2/ too), and against a real server process where
-what Locust counts sent and delivered is exactly what the server stored."""
+conversations (loadtests/device_users.py). The scenario's keys, then short runs against real
+server processes: what Locust counts sent and delivered is exactly what the server stored,
+and a restart mid-run is repaired by the sockets' resume. (The same users against the bare
+relay: tests/bench/test_device_bench.py.)"""
 
 import json
 from itertools import combinations
 
 import pytest
 
-from bench import run as bench_run
 from habitto_client import ChatHTTP
 from loadtests import config
 from loadtests.state import ProcessState
@@ -48,20 +48,6 @@ def assert_complete(summary, sent):
     for row in DEVICE_ROWS:
         assert summary["fanout"][row]["count"] == sent, row
     assert summary["lost"] == summary["duplicated"] == summary["out_of_order"] == summary["stray"] == 0
-
-
-@pytest.mark.e2e
-def test_v2_smoke_against_the_relay(tmp_path):
-    """Two groups of four accounts on the relay's device sockets: every message acked and on
-    both devices, nothing lost, duplicated or reordered; the summary has the device rows."""
-    with bench_run.RelayProcess(tmp_path, "v2") as relay:
-        accounts = bench_run.trusted_accounts(tmp_path, 8)
-        code, summary, output = run_loadtest(
-            tmp_path / "results", "--scenario", "v2_smoke", "--target", f"http://{relay.base}",
-            "--target-ws", f"ws://{relay.base}", "--accounts", str(accounts), "--set", "duration=3")
-    assert code == 0, output[-4000:]
-    assert_complete(summary, 2 * 4 * 2 * 3)
-    assert "partner_device" in output and "RESULT: PASS" in output
 
 
 @pytest.mark.e2e
