@@ -63,7 +63,7 @@ class DeviceConversationUser(ConversationUser):
             self.key = tuple(me.id for me in members)
             for index, me in enumerate(members):
                 on_object, loads = self._device_handler(me), json.loads
-                me.room = self.open_socket(f"device {me.id}", "device",
+                me.room = self.open_socket(None, "device",
                                            lambda text, now, on_object=on_object: on_object(loads(text), now, len(text)),
                                            self._resumed(me, on_object),
                                            opener=self._opener(me, STATE.ws_base_for(index)))

@@ -118,7 +118,8 @@ class ChatSocketUser(User):
         With on_reopen (and a scenario that reconnects) a dropped socket is reopened and
         on_reopen(new socket) called before reading from it. With on_close instead, the
         caller hears that the server closed it (on_close(sock)) and reopens it its own way.
-        opener() opens the socket (default: ChatSocket.open(url)), also for every reconnect."""
+        opener() opens the socket (default: ChatSocket.open(url); url None with an opener),
+        also for every reconnect."""
         opener = opener or (lambda: ChatSocket.open(url, timeout=self.scenario.connect_timeout))
         sock = self._connect(opener, f"connect {kind}")
         self.readers.append(gevent.spawn(self._receive_loop, sock, opener, kind, on_frame, on_reopen, on_close))
