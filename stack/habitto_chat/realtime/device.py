@@ -162,7 +162,7 @@ class DeviceConsumer(ChatSocket):
             for event, frames in page:
                 if event["type"] == "message.created" and event["message"]["id"] in self._replayed:
                     continue
-                self.push(wire.v2_text(event, frames, self.user_id, self._base_url))
+                self._push_live(event, frames)
             await self._outbox_drained()
 
     async def _outbox_drained(self):
@@ -171,16 +171,19 @@ class DeviceConsumer(ChatSocket):
 
     def on_event(self, event, frames):
         if self._held is None:
-            text = wire.v2_text(event, frames, self.user_id, self._base_url)
-            unacked = self._unacked_send(event)
-            if unacked is None:
-                self.push(text)
-            else:
-                unacked[1].append(text)
+            self._push_live(event, frames)
         elif len(self._held) < MAX_HELD_EVENTS:
             self._held.append((event, frames))
         else:
             self._close_soon(SLOW_CONSUMER, "too many events during a sync")
+
+    def _push_live(self, event, frames):
+        text = wire.v2_text(event, frames, self.user_id, self._base_url)
+        unacked = self._unacked_send(event)
+        if unacked is None:
+            self.push(text)
+        else:
+            unacked[1].append(text)
 
     def _unacked_send(self, event):
         """[sends in flight, frames waiting] of this socket's send that `event` announces,
