@@ -56,7 +56,7 @@ def render(report):
         out.append(table(
             ["offered/s", "sockets", "target", "delivered/s", "p50", "p95", "p99", "max", "send lag p99", "lost",
              "server CPU", "machine busy"],
-            [[ms(r["rate"]), r.get("sockets", "room+inbox"), r.get("target", "-"), ms(r["delivered_per_s"]),
+            [[ms(r["rate"]), r.get("socket_kind", "room+inbox"), r.get("target", "-"), ms(r["delivered_per_s"]),
               ms(r["complete_p50"]), ms(r["complete_p95"]),
               ms(r["complete_p99"]), ms(r["complete_max"]), ms(r["send_lag_p99"]), r["lost"], r["server_cpu"],
               r["machine_busy"]] for r in report["latency"]["runs"]]))
@@ -65,7 +65,7 @@ def render(report):
         out.append(table(
             ["socket", "permessage-deflate", "sockets", "failed", "handshakes/s", "RSS before (MiB)", "RSS open (MiB)",
              "KiB per socket", "closed by server", "1,000/s meanwhile: p50", "p99", "lost"],
-            [[r.get("sockets_kind", "inbox"), "on" if r["deflate"] else "off", r["sockets"], r["failed"],
+            [[r.get("socket_kind", "inbox"), "on" if r["deflate"] else "off", r["sockets"], r["failed"],
               r["handshakes_per_s"], r["rss_before_mib"], r["rss_open_mib"], r["kib_per_socket"],
               r["closed_by_server"]] + ([ms(r["latency_1000"]["complete_p50"]), ms(r["latency_1000"]["complete_p99"]),
                                          r["latency_1000"]["lost"]] if "latency_1000" in r else ["-", "-", "-"])

@@ -301,10 +301,10 @@ def loadtest(http_base, ws_base, accounts_file, out, label, inbox=True, rate=100
 
 def brief(summary):
     c = summary["fanout"]["complete"]
-    partner = "partner_device" if summary.get("sockets") == "device" else "partner_room"
+    partner = "partner_device" if summary.get("socket_kind") == "device" else "partner_room"
     p = summary["fanout"][partner]
     return {
-        "sockets": summary.get("sockets", "room+inbox"),
+        "socket_kind": summary.get("socket_kind", "room+inbox"),
         "offered": summary["offered_per_second"], "sent": summary["sent"],
         "delivered_per_s": round(p.get("per_second") or 0, 1),
         "complete_p50": c.get("p50"), "complete_p95": c.get("p95"), "complete_p99": c.get("p99"),
@@ -424,7 +424,7 @@ def phase_throughput(cfg, out, rounds=1):
         kind = f"{FLOOD_FILES[sockets]}_{users}"
         targets = [t for t in TARGETS if t.device or sockets != "device"]
         for round_number in range(rounds):
-            spec = {"label": label, "sockets": sockets, "inbox": sockets == "room+inbox", "conversations": users,
+            spec = {"label": label, "socket_kind": sockets, "inbox": sockets == "room+inbox", "conversations": users,
                     "messages_per_socket": messages, "round": round_number}
             runs.append(_flood_relay(out, spec, kind))
             for target in targets if round_number % 2 == 0 else targets[::-1]:
@@ -440,7 +440,7 @@ def flood(ws_base, accounts_file, spec, timeout=300):
     cmd = [sys.executable, "-m", "bench.flood", "--ws", ws_base, "--accounts", str(accounts_file),
            "--pairs", str(spec["conversations"]), "--messages", str(spec["messages_per_socket"]),
            "--timeout", str(timeout)] + (["--inbox"] if spec["inbox"] else []) \
-        + (["--device"] if spec.get("sockets") == "device" else [])
+        + (["--device"] if spec.get("socket_kind") == "device" else [])
     proc = subprocess.run(cmd, cwd=REPO_DIR, capture_output=True, text=True, timeout=timeout + 300)
     lines = proc.stdout.strip().splitlines()
     if not lines:
@@ -490,13 +490,13 @@ def throughput_summary(runs):
         floods.setdefault((run["label"], run["conversations"]), []).append(run)
     for (label, users), runs_of_flood in floods.items():
         first = runs_of_flood[0]
-        sockets = first.get("sockets") or ("room+inbox" if first.get("inbox") else "room")
+        sockets = first.get("socket_kind") or ("room+inbox" if first.get("inbox") else "room")
         means = {}
         for run in runs_of_flood:
             means.setdefault(run["target"], []).append(run["delivered_per_s"])
         means = {target: round(statistics.fmean(values), 1) for target, values in means.items()}
         relay = means.get("relay")
-        entry = {"label": label, "sockets": sockets, "conversations": users, "mean_delivered_per_s": means,
+        entry = {"label": label, "socket_kind": sockets, "conversations": users, "mean_delivered_per_s": means,
                  "ratio_to_relay": {t: round(v / relay, 3) for t, v in means.items() if relay and t != "relay"},
                  "all_stored": all(r["stored_equals_sent"] for r in runs_of_flood if r["target"] != "relay"),
                  "all_passed": all(r["passed"] for r in runs_of_flood),
@@ -509,9 +509,9 @@ def throughput_summary(runs):
                                       for t in TARGETS if t.label != base and t.label in means}
         summary.append(entry)
     for entry in summary:  # the device sockets against the legacy ones, same conversations
-        legacy = next((e for e in summary if e["sockets"] == LEGACY_OF_DEVICE
+        legacy = next((e for e in summary if e["socket_kind"] == LEGACY_OF_DEVICE
                        and e["conversations"] == entry["conversations"]), None)
-        if entry["sockets"] == "device" and legacy:
+        if entry["socket_kind"] == "device" and legacy:
             entry["ratio_to_legacy"] = {t: round(v / legacy["mean_delivered_per_s"][t], 3)
                                         for t, v in entry["mean_delivered_per_s"].items()
                                         if legacy["mean_delivered_per_s"].get(t)}
@@ -570,10 +570,10 @@ def latency_lines(latency):
     """Each rate with device runs: the legacy and the device sockets' figures side by side."""
     lines = []
     for run in latency["runs"]:
-        if run.get("sockets") != "device":
+        if run.get("socket_kind") != "device":
             continue
         legacy = next((r for r in latency["runs"] if r["rate"] == run["rate"] and r["target"] == run["target"]
-                       and r.get("sockets", "room+inbox") != "device"), None)
+                       and r.get("socket_kind", "room+inbox") != "device"), None)
         if legacy:
             lines.append(f"paced {run['rate']:g} msgs/s, {run['target']}: complete fan-out p50/p99 "
                          f"room + inbox {legacy['complete_p50']}/{legacy['complete_p99']} ms "
@@ -589,8 +589,8 @@ def plot_latency(runs, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    devices = [r for r in runs if r.get("sockets") == "device"]
-    runs = [r for r in runs if r.get("sockets") != "device"]
+    devices = [r for r in runs if r.get("socket_kind") == "device"]
+    runs = [r for r in runs if r.get("socket_kind") != "device"]
     rates = [r["rate"] for r in runs]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for key, style in (("complete_p50", "o-"), ("complete_p95", "s-"), ("complete_p99", "^-")):
@@ -689,7 +689,7 @@ def idle_devices(count, out):
         closed = json.loads(_readline(holder, 120))
         holder.wait(60)
         per_socket = (rss1 - rss0) / max(1, opened["opened"])
-        result = {"sockets_kind": "device", "deflate": False, "sockets": opened["opened"], "failed": opened["failed"],
+        result = {"socket_kind": "device", "deflate": False, "sockets": opened["opened"], "failed": opened["failed"],
                   "open_seconds": opened["seconds"], "handshakes_per_s": opened["per_second"],
                   "rss_before_mib": round(rss0 / 2**20, 1), "rss_open_mib": round(rss1 / 2**20, 1),
                   "kib_per_socket": round(per_socket / 1024, 2),
@@ -702,7 +702,7 @@ def idle_devices(count, out):
 
 def idle_lines(idle):
     """Memory per idle socket, inbox and device side by side."""
-    return [f"idle {r.get('sockets_kind', 'inbox')} sockets{' (deflate)' if r['deflate'] else ''}: "
+    return [f"idle {r.get('socket_kind', 'inbox')} sockets{' (deflate)' if r['deflate'] else ''}: "
             f"{r['sockets']} open, {r['kib_per_socket']} KiB each (RSS {r['rss_before_mib']} -> "
             f"{r['rss_open_mib']} MiB), handshakes {r['handshakes_per_s']}/s" for r in idle["runs"]]
 

@@ -75,7 +75,7 @@ def summarize(stats, scenario):
         "users": scenario.users,
         "described": scenario.described,
         "offered_per_second": scenario.offered_rate,
-        "sockets": "device" if scenario.device else "room+inbox" if scenario.inbox else "room",
+        "socket_kind": "device" if scenario.device else "room+inbox" if scenario.inbox else "room",
         "duration": scenario.duration,
         "sent": sent_ok,
         "send_failures": send.num_failures if send else 0,

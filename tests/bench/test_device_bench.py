@@ -22,7 +22,7 @@ def relay(tmp_path):
 
 
 def device_spec(conversations, messages):
-    return {"label": "device (v2)", "sockets": "device", "inbox": False, "conversations": conversations,
+    return {"label": "device (v2)", "socket_kind": "device", "inbox": False, "conversations": conversations,
             "messages_per_socket": messages}
 
 
@@ -39,17 +39,18 @@ def test_device_floods_skip_targets_without_the_device_socket(monkeypatch, tmp_p
     ratio to the relay and to the room + inbox flood of the same conversations."""
     order = []
     monkeypatch.setattr(run, "TARGETS", [run.Target("this tree", "new"), run.Target("commit old", "old", device=False)])
+    # As the real ones: the spec, then the flood's result (whose "sockets" is a count).
     monkeypatch.setattr(run, "_flood_relay", lambda out, spec, kind: order.append(("relay", kind))
-                        or {**flood_run(spec["label"], "relay", 1000), "sockets": spec["sockets"]})
+                        or {**spec, **flood_run(spec["label"], "relay", 1000), "sockets": 100})
     monkeypatch.setattr(run, "_flood_server", lambda out, spec, kind, target: order.append((target.commit, kind))
-                        or {**flood_run(spec["label"], target.label, 300 if spec["sockets"] == "device" else 200),
-                            "sockets": spec["sockets"]})
+                        or {**spec, **flood_run(spec["label"], target.label,
+                                                300 if spec["socket_kind"] == "device" else 200), "sockets": 100})
     cfg = {"flood": [("room + inbox", "room+inbox", 50, 100), ("device (v2)", "device", 50, 100)]}
     result = run.phase_throughput(cfg, tmp_path)
     assert order == [("relay", "inbox_50"), ("new", "inbox_50"), ("old", "inbox_50"),
                      ("relay", "device_50"), ("new", "device_50")]
     legacy, device = result["summary"]
-    assert device["sockets"] == "device" and device["ratio_to_relay"] == {"this tree": 0.3}
+    assert device["socket_kind"] == "device" and device["ratio_to_relay"] == {"this tree": 0.3}
     assert device["ratio_to_legacy"] == {"relay": 1.0, "this tree": 1.5} and "ratio_to_legacy" not in legacy
     assert "against room+inbox: relay 1.00x, this tree 1.50x" in run.summary_lines(result["summary"])[1]
     machine = {"nproc": 2, "cpu_model": "x", "memory_gb": 1, "kernel": "k", "python": "3", "versions": {},
@@ -57,7 +58,7 @@ def test_device_floods_skip_targets_without_the_device_socket(monkeypatch, tmp_p
     runs = [{**r, "round": 0, "sent": 10, "stored": 10, "p50_ms": 1, "p99_ms": 2, "server_cpu": 1,
              "machine_busy": 1} for r in result["runs"]]
     text = render({"machine": machine, "throughput": {"runs": runs, "summary": result["summary"]},
-                   "idle": {"runs": [{"sockets_kind": "device", "deflate": False, "sockets": 5, "failed": 0,
+                   "idle": {"runs": [{"socket_kind": "device", "deflate": False, "sockets": 5, "failed": 0,
                                       "handshakes_per_s": 9, "rss_before_mib": 1, "rss_open_mib": 2,
                                       "kib_per_socket": 3.5, "closed_by_server": 0}]}})
     assert "| device (v2) | 50 | this tree | 300 | 0.3 | - | 1.5 |" in text
@@ -85,10 +86,10 @@ def test_paced_device_run_against_the_relay_reports_the_device_paths(relay, tmp_
     summary = run.loadtest(f"http://{base}", relay, accounts, tmp_path, "latency 40 device", rate=40, duration=3,
                            users=4, drain=3, device=True)
     figures = run.brief(summary)
-    assert figures["sockets"] == "device" and figures["passed"], summary
+    assert figures["socket_kind"] == "device" and figures["passed"], summary
     assert figures["sent"] == 120 and figures["lost"] == 0 and figures["partner_device_p99"] is not None
     lines = run.latency_lines({"runs": [{"rate": 40, "target": "t", **figures, "server_cpu": 0.1},
-                                        {"rate": 40, "target": "t", **figures, "sockets": "room+inbox",
+                                        {"rate": 40, "target": "t", **figures, "socket_kind": "room+inbox",
                                          "server_cpu": 0.2}]})
     assert lines and "room + inbox" in lines[0] and "device (v2)" in lines[0]
 
@@ -104,6 +105,6 @@ def test_device_flood_and_idle_device_sockets_against_a_server(monkeypatch, tmp_
     assert result["passed"] and result["stored_equals_sent"], result
     assert result["stored"] == result["sent"] == 240 and result["own_frames"] == 240
     idle = run.idle_devices(30, tmp_path)
-    assert (idle["sockets_kind"], idle["sockets"], idle["failed"], idle["closed_by_server"]) == ("device", 30, 0, 0)
+    assert (idle["socket_kind"], idle["sockets"], idle["failed"], idle["closed_by_server"]) == ("device", 30, 0, 0)
     assert idle["rss_open_mib"] >= idle["rss_before_mib"] > 0
     assert json.loads(json.dumps(idle)) == idle

@@ -42,7 +42,7 @@ def test_groups_are_taken_in_pairs():
 
 
 def assert_complete(summary, sent):
-    assert summary["sockets"] == "device"
+    assert summary["socket_kind"] == "device"
     assert list(summary["fanout"]) == DEVICE_ROWS
     assert summary["sent"] == sent > 0
     for row in DEVICE_ROWS:
@@ -99,7 +99,7 @@ def test_v2_users_resume_across_a_backend_restart(tmp_path, own_redis, postgres_
     fault = assert_survived(code, summary, output, "restart_backend")
     assert supervisor.restarts == 1 and fault["reconnects"] >= 1
     assert fault["unacknowledged_failed"] == 0
-    assert summary["sockets"] == "device"
+    assert summary["socket_kind"] == "device"
     assert summary["fanout"]["complete"]["count"] == fault["messages"]
     assert "WS reconnect device" in summary["requests"]
     assert not any("catch up" in name for name in summary["requests"])
