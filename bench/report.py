@@ -46,9 +46,12 @@ def render(report):
                   ms(r["delivered_per_s"]), ms(r["p50_ms"]), ms(r["p99_ms"]), r["lost"], r["duplicated"],
                   r["out_of_order"], r["server_cpu"], r["machine_busy"]] for r in runs]))
             out.append("\n" + table(
-                ["fan-out", "conversations", "target", "mean delivered/s", "x relay", "x base", "x room + inbox"],
+                ["fan-out", "conversations", "target", "mean delivered/s", "x relay", "x base", "x room + inbox",
+                 "CPU µs per message", "CPU x room + inbox"],
                 [[e["label"], e["conversations"], target, ms(mean), ms(e["ratio_to_relay"].get(target)),
-                  ms(e.get("ratio_to_base", {}).get(target)), ms(e.get("ratio_to_legacy", {}).get(target))]
+                  ms(e.get("ratio_to_base", {}).get(target)), ms(e.get("ratio_to_legacy", {}).get(target)),
+                  ms(e.get("mean_cpu_us_per_message", {}).get(target)),
+                  ms(e.get("cpu_ratio_to_legacy", {}).get(target))]
                  for e in report["throughput"]["summary"] for target, mean in e["mean_delivered_per_s"].items()]))
     if "latency" in report:
         out.append("\n### Complete fan-out latency, paced (100 senders; room + inbox: 4 deliveries per message, "

@@ -458,7 +458,8 @@ def _flood_relay(out, spec, kind):
         log(_describe(spec, "relay"))
         with Usage(relay) as usage:
             result = flood(f"ws://{relay.base}", trusted_accounts(out, 2 * spec["conversations"]), spec)
-    run = {**spec, "target": "relay", **result, "stored": None, "stored_equals_sent": None, **usage.result}
+    run = {**spec, "target": "relay", **result, "stored": None, "stored_equals_sent": None, **usage.result,
+           "cpu_us_per_message": cpu_per_message(usage.result, result)}
     log(f"  -> {run}")
     return run
 
@@ -476,9 +477,16 @@ def _flood_server(out, spec, kind, target):
     finally:
         server.stop()
     run = {**spec, "target": target.label, "commit": target.commit, **result, "stored": stored,
-           "stored_equals_sent": stored == result["sent"], **usage.result}
+           "stored_equals_sent": stored == result["sent"], **usage.result,
+           "cpu_us_per_message": cpu_per_message(usage.result, result)}
     log(f"  -> {run}")
     return run
+
+
+def cpu_per_message(usage, result):
+    """Microseconds of server (or relay) CPU per message sent: what a message costs, less
+    sensitive than msgs/s to other processes taking the machine's cores."""
+    return round(usage["server_cpu"] * usage["wall_s"] / max(1, result["sent"]) * 1e6, 1)
 
 
 def throughput_summary(runs):
@@ -495,8 +503,13 @@ def throughput_summary(runs):
         for run in runs_of_flood:
             means.setdefault(run["target"], []).append(run["delivered_per_s"])
         means = {target: round(statistics.fmean(values), 1) for target, values in means.items()}
+        cpu = {}
+        for run in runs_of_flood:
+            if run.get("cpu_us_per_message") is not None:
+                cpu.setdefault(run["target"], []).append(run["cpu_us_per_message"])
         relay = means.get("relay")
         entry = {"label": label, "socket_kind": sockets, "conversations": users, "mean_delivered_per_s": means,
+                 "mean_cpu_us_per_message": {t: round(statistics.fmean(v), 1) for t, v in cpu.items()},
                  "ratio_to_relay": {t: round(v / relay, 3) for t, v in means.items() if relay and t != "relay"},
                  "all_stored": all(r["stored_equals_sent"] for r in runs_of_flood if r["target"] != "relay"),
                  "all_passed": all(r["passed"] for r in runs_of_flood),
@@ -515,6 +528,9 @@ def throughput_summary(runs):
             entry["ratio_to_legacy"] = {t: round(v / legacy["mean_delivered_per_s"][t], 3)
                                         for t, v in entry["mean_delivered_per_s"].items()
                                         if legacy["mean_delivered_per_s"].get(t)}
+            entry["cpu_ratio_to_legacy"] = {t: round(v / legacy["mean_cpu_us_per_message"][t], 3)
+                                            for t, v in entry["mean_cpu_us_per_message"].items()
+                                            if legacy["mean_cpu_us_per_message"].get(t)}
     return summary
 
 
@@ -527,9 +543,13 @@ def summary_lines(summary):
             for target, value in entry["mean_delivered_per_s"].items())
         base = ", ".join(f"{target} {ratio:.2f}x" for target, ratio in entry.get("ratio_to_base", {}).items())
         legacy = ", ".join(f"{target} {ratio:.2f}x" for target, ratio in entry.get("ratio_to_legacy", {}).items())
+        cpu = ", ".join(f"{target} {us:,.0f} us" + (f" ({entry['cpu_ratio_to_legacy'][target]:.2f}x)"
+                                                     if target in entry.get("cpu_ratio_to_legacy", {}) else "")
+                        for target, us in entry.get("mean_cpu_us_per_message", {}).items())
         lines.append(f"{entry['label']} {entry['conversations']}: {figures}"
                      + (f"; against the base: {base}" if base else "")
                      + (f"; against {LEGACY_OF_DEVICE}: {legacy}" if legacy else "")
+                     + (f"; CPU per message: {cpu}" if cpu else "")
                      + f"; stored = sent: {entry['all_stored']}, lost {entry['lost']}, dup {entry['duplicated']}, "
                        f"out of order {entry['out_of_order']}")
     return lines

@@ -41,10 +41,12 @@ def test_device_floods_skip_targets_without_the_device_socket(monkeypatch, tmp_p
     monkeypatch.setattr(run, "TARGETS", [run.Target("this tree", "new"), run.Target("commit old", "old", device=False)])
     # As the real ones: the spec, then the flood's result (whose "sockets" is a count).
     monkeypatch.setattr(run, "_flood_relay", lambda out, spec, kind: order.append(("relay", kind))
-                        or {**spec, **flood_run(spec["label"], "relay", 1000), "sockets": 100})
+                        or {**spec, **flood_run(spec["label"], "relay", 1000), "sockets": 100,
+                            "cpu_us_per_message": 50})
     monkeypatch.setattr(run, "_flood_server", lambda out, spec, kind, target: order.append((target.commit, kind))
                         or {**spec, **flood_run(spec["label"], target.label,
-                                                300 if spec["socket_kind"] == "device" else 200), "sockets": 100})
+                                                300 if spec["socket_kind"] == "device" else 200), "sockets": 100,
+                            "cpu_us_per_message": 150 if spec["socket_kind"] == "device" else 100})
     cfg = {"flood": [("room + inbox", "room+inbox", 50, 100), ("device (v2)", "device", 50, 100)]}
     result = run.phase_throughput(cfg, tmp_path)
     assert order == [("relay", "inbox_50"), ("new", "inbox_50"), ("old", "inbox_50"),
@@ -52,7 +54,10 @@ def test_device_floods_skip_targets_without_the_device_socket(monkeypatch, tmp_p
     legacy, device = result["summary"]
     assert device["socket_kind"] == "device" and device["ratio_to_relay"] == {"this tree": 0.3}
     assert device["ratio_to_legacy"] == {"relay": 1.0, "this tree": 1.5} and "ratio_to_legacy" not in legacy
-    assert "against room+inbox: relay 1.00x, this tree 1.50x" in run.summary_lines(result["summary"])[1]
+    assert device["cpu_ratio_to_legacy"] == {"relay": 1.0, "this tree": 1.5}
+    line = run.summary_lines(result["summary"])[1]
+    assert "against room+inbox: relay 1.00x, this tree 1.50x" in line
+    assert "CPU per message: relay 50 us (1.00x), this tree 150 us (1.50x)" in line
     machine = {"nproc": 2, "cpu_model": "x", "memory_gb": 1, "kernel": "k", "python": "3", "versions": {},
                "nofile_limit": 1}
     runs = [{**r, "round": 0, "sent": 10, "stored": 10, "p50_ms": 1, "p99_ms": 2, "server_cpu": 1,
@@ -61,7 +66,7 @@ def test_device_floods_skip_targets_without_the_device_socket(monkeypatch, tmp_p
                    "idle": {"runs": [{"socket_kind": "device", "deflate": False, "sockets": 5, "failed": 0,
                                       "handshakes_per_s": 9, "rss_before_mib": 1, "rss_open_mib": 2,
                                       "kib_per_socket": 3.5, "closed_by_server": 0}]}})
-    assert "| device (v2) | 50 | this tree | 300 | 0.3 | - | 1.5 |" in text
+    assert "| device (v2) | 50 | this tree | 300 | 0.3 | - | 1.5 | 150 | 1.5 |" in text
     assert "| device | off | 5 | 0 | 9 | 1 | 2 | 3.5 | 0 | - | - | - |" in text
 
 
