@@ -1,5 +1,6 @@
 """Fixtures shared by the whole suite: users with tokens, API clients, real services."""
 
+import asyncio
 import itertools
 
 import pytest
@@ -146,6 +147,10 @@ async def ws():
             await communicator.disconnect(timeout=WS_WAIT)
         elif not communicator.future.cancelled():  # cancelled: a receive timed out (already failing)
             communicator.future.result()  # surface the consumer's exception, if any
+    # Device sockets store their user's last seen after closing: done before the database is flushed.
+    from habitto_chat.realtime.presence import presence
+
+    await asyncio.wait_for(presence.settled(), WS_WAIT)
 
 
 @pytest.fixture

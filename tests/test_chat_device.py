@@ -40,7 +40,7 @@ async def opened(ws, token, query=""):
     socket = await ws(v2(token, query))
     frames = await frames_until(socket, "sync.done")
     snapshot = await socket.receive_json_from(timeout=WS_WAIT)
-    assert snapshot == {"type": "presence.snapshot", "users": []}
+    assert snapshot["type"] == "presence.snapshot"  # its content: tests/test_chat_device_presence.py
     return socket, frames
 
 
@@ -125,6 +125,7 @@ async def test_edit_delete_and_read_reach_both_users_devices(ws, pair):
     sent = await send_message(alice.pk, bob.pk, "first")
     alices, _ = await opened(ws, token_a)
     bobs, _ = await opened(ws, token_b)
+    assert (await alices.receive_json_from(timeout=WS_WAIT))["type"] == "presence"  # bob came online
     message_id = sent.message.id
 
     await alices.send_json_to({"type": "edit", "message_id": message_id, "content": "first!"})
@@ -443,7 +444,9 @@ async def test_message_errors_no_conversation_and_presence_stubs(ws, pair, make_
         assert (await error_of(socket, {"type": "typing", "to": to, "state": "start"}))["code"] == "no_conversation"
     await socket.send_json_to({"type": "typing", "to": bob.pk, "state": "start"})
     await socket.send_json_to({"type": "presence.query", "users": [bob.pk, carol.pk]})
-    assert await socket.receive_json_from(timeout=WS_WAIT) == {"type": "presence.snapshot", "users": []}
+    assert await socket.receive_json_from(timeout=WS_WAIT) == {
+        "type": "presence.snapshot", "users": [{"user": bob.pk, "online": False, "last_seen": None}]
+    }
 
 
 async def test_cursor_errors_and_sync_in_progress(ws, pair, monkeypatch):

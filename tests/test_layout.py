@@ -67,5 +67,5 @@ def test_the_distribution_ships_only_habitto_packages():
     config = tomllib.loads((REPO_DIR / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
     shipped = find_packages(where=str(REPO_DIR / config["where"][0]), include=config["include"])
     top_level = {name.split(".")[0] for name in shipped}
-    assert top_level == {"habitto_accounts", "habitto_chat", "habitto_client", "habitto_server"}
+    assert top_level == {"habitto_accounts", "habitto_chat", "habitto_client", "habitto_server", "habitto_web"}
     assert "habitto_chat.migrations" in shipped and "habitto_accounts.migrations" in shipped

@@ -5,6 +5,7 @@ after that transaction commits (events.publish_on_commit), so REST, sockets and
 server-side code produce the same events, and nothing is announced that could still
 roll back. `do_send_messages` is the batch form the sockets use for group commit.
 Notifications (docs/notifications.md): do_publish_notification, do_mark_notification_read.
+Presence: do_record_last_seen (its events are the realtime layer's own: realtime/presence.py).
 """
 
 import functools
@@ -22,7 +23,7 @@ from .errors import ChatError, Conflict, Forbidden, NotFound, StoreFailed
 from .events import publish_on_commit
 from .message_store import StoredMessage, insert_messages, messages_by_client_id
 from .metrics import MESSAGES_STORED
-from .models import Conversation, DeletedMessage, Message, Notification, Participant
+from .models import Conversation, DeletedMessage, LastSeen, Message, Notification, Participant
 from .notifications import validate_notification
 from .quietsql import quiet_cursor, select_rows
 from .sends import SendRequest, validate_client_id, validate_content
@@ -374,3 +375,14 @@ def do_mark_notification_read(user_id, notification_id):
         Notification.objects.filter(pk=notification.pk).update(is_read=True)
         notification.is_read = True
     return wire.notification_dict(notification)
+
+
+def do_record_last_seen(user_id, when):
+    """Store when the user's last device socket closed (one upsert). No event: the realtime
+    layer announces presence itself, ephemerally (realtime/presence.py)."""
+    LastSeen.objects.bulk_create(
+        [LastSeen(user_id=user_id, seen_at=when)],
+        update_conflicts=True,
+        unique_fields=["user"],
+        update_fields=["seen_at"],
+    )

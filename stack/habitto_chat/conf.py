@@ -19,6 +19,9 @@ DEFAULTS = {
     "REDIS_URL": "",  # checked by /readyz when set
     "REDIS_TIMEOUT": 2.0,
     "LAYER_TIMEOUT": 2.0,  # readiness round trip through the channel layer
+    # Presence keys in REDIS_URL's database: one sorted set per user (realtime/presence.py);
+    # deployments sharing one Redis database must differ here.
+    "PRESENCE_KEY_PREFIX": "habitto-chat:presence:",
     "PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 100,
     "GAP_REPLAY_SECONDS": 300,  # a channel-layer gap is replayed from the database this far back at most

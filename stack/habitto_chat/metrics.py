@@ -55,6 +55,10 @@ GAP_REPAIRS_TRUNCATED = Counter(
     "habitto_chat_gap_repairs_truncated_total",
     "Gap repairs that hit their bound (time window or message count); clients refetch the rest.",
 )
+PRESENCE_REDIS_ERRORS = Counter(
+    "habitto_chat_presence_redis_errors_total",
+    "Presence calls to Redis that failed or timed out (presence then shows what this process knows).",
+)
 RATE_LIMITED = Counter(
     "habitto_chat_rate_limited_total",
     "Refused for rate: socket frames (kind=frame) and REST requests (kind=request, by throttle scope).",

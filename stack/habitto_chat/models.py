@@ -5,6 +5,7 @@
   have read, where they cleared it, their unread and visible counts, so the conversation
   list is an index scan on (user, -last_message_id) and a clear is one UPDATE of one row.
 - Message: ids increase monotonically and every ordering is by id.
+- LastSeen: when each user's last device socket closed (presence).
 """
 
 from django.conf import settings
@@ -149,3 +150,14 @@ class Notification(models.Model):
 
     def __str__(self):
         return f"notification {self.id} for {self.recipient_id}: {self.kind}"
+
+
+class LastSeen(models.Model):
+    """When a user's last /ws/v2/ device socket closed (presence, realtime/presence.py):
+    the `last_seen` of presence frames. One row per user, rewritten on each last close."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    seen_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"user {self.user_id} last seen {self.seen_at}"

@@ -1,4 +1,5 @@
-"""The chat's read queries: conversation list, thread, a user's messages, unread counts.
+"""The chat's read queries: conversation list, thread, a user's messages, unread counts,
+contacts and last seen (presence).
 
 Each page costs a fixed number of queries whatever the number of conversations or
 messages (tests/test_chat_queries.py counts them), and every ordering is by id.
@@ -11,7 +12,7 @@ from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Sum
 
 from . import wire
 from .errors import NotFound
-from .models import DeletedMessage, Message, Notification, Participant
+from .models import DeletedMessage, LastSeen, Message, Notification, Participant
 from .users import user_cards
 
 
@@ -254,3 +255,30 @@ def unread_notifications_by_kind(user_id):
         .order_by("kind")
     )
     return dict(rows)
+
+
+CONTACTS_LIMIT = 500  # the most recent conversations whose people get a user's presence
+
+
+def contact_ids(user_id, limit=CONTACTS_LIMIT):
+    """The people sharing a conversation with the user, most recent conversation first
+    (those without a message last), at most `limit` (1 query, on chat_participant_recent)."""
+    return list(
+        Participant.objects.filter(user_id=user_id)
+        .order_by(F("last_message_id").desc(nulls_last=True), "-id")
+        .values_list("other_user_id", flat=True)[:limit]
+    )
+
+
+def contacts_among(user_id, other_ids):
+    """Those of `other_ids` who share a conversation with the user (1 query)."""
+    return set(
+        Participant.objects.filter(user_id=user_id, other_user_id__in=other_ids).values_list(
+            "other_user_id", flat=True
+        )
+    )
+
+
+def last_seen_of(user_ids):
+    """{user id: when their last device socket closed} for those that have a record (1 query)."""
+    return dict(LastSeen.objects.filter(user_id__in=user_ids).values_list("user_id", "seen_at"))

@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "habitto_accounts",
     "habitto_chat",
     "habitto_chat.realtime",  # the sockets; subscribes the hub to the chat's events
+    "habitto_web",  # the browser client at /
 ]
 
 MIDDLEWARE = [
@@ -259,6 +260,7 @@ HABITTO_CHAT = {
     "USER_CARDS": "habitto_accounts.cards.user_cards",
     "REDIS_URL": REDIS_URL,
     "REDIS_TIMEOUT": REDIS_TIMEOUT,
+    "PRESENCE_KEY_PREFIX": env_str("REDIS_PRESENCE_PREFIX") or "habitto-chat:presence:",
     # Test-only: delay every live delivery by this many ms (the load tester's self-test).
     "DELIVERY_DELAY_MS": env_int("CHAT_TEST_DELIVERY_DELAY_MS", 0),
 }

@@ -1,4 +1,4 @@
-"""URLs of the standalone server: accounts, the chat API, health, schema."""
+"""URLs of the standalone server: the web client, accounts, the chat API, health, schema."""
 
 from django.conf import settings
 from django.urls import include, path
@@ -8,8 +8,11 @@ from drf_spectacular.views import SpectacularAPIView
 from habitto_chat.api import envelope
 from habitto_chat.health import healthz, readyz
 from habitto_server.metrics import metrics_view
+from habitto_web import views as web
 
 urlpatterns = [
+    path("", web.index, name="web-index"),
+    path("web/<str:name>", web.asset, name="web-asset"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),  # loopback or METRICS_TOKEN only

@@ -122,10 +122,10 @@ def ready_with_redis(server):
 
 
 @contextmanager
-def two_servers(folder, database_url, redis_url, prefix):
+def two_servers(folder, database_url, redis_url, prefix, **extra_env):
     """Two server processes on one database and one Redis, migrated, with two users,
     both ready: (env, first, second, users)."""
-    env = server_env(folder, database_url=database_url, redis_url=redis_url)
+    env = server_env(folder, database_url=database_url, redis_url=redis_url, **extra_env)
     manage(env, "migrate", "--noinput")
     users = provision(env, 2, prefix)
     first = LiveServer(env, [free_port()], folder / "first.log")

@@ -9,13 +9,14 @@ page by page, waiting for its outbox to drain between pages), says `sync.done`, 
 lets the held events out, skipping the messages it just replayed. A `sync` frame later
 does the same from that frame on.
 
-Presence and typing plug in through presence_opened / presence_closed / handle_typing /
-handle_presence_query (realtime/presence.py fills them in).
+Presence and typing: realtime/presence.py (DevicePresence), through presence_opened /
+presence_closed / handle_typing / handle_presence_query.
 """
 
 import asyncio
 import functools
 import logging
+import time
 from datetime import datetime, timezone
 from urllib.parse import parse_qs
 
@@ -23,11 +24,12 @@ from channels.db import database_sync_to_async
 
 from .. import actions, queries, sends, wire
 from ..conf import chat_setting
-from ..errors import ChatError, InvalidInput, NotFound
+from ..errors import ChatError, InvalidInput
 from ..metrics import RATE_LIMITED_FRAMES
 from ..ratelimit import allow_send
 from .batcher import batcher
 from .consumers import SERVER_ERROR, SLOW_CONSUMER, ChatSocket
+from .presence import DevicePresence
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,9 @@ HEARTBEAT_SECONDS = 25  # the client pings at least this often (hello frame)
 # Live events held while a sync replays; past this the device is too far behind to
 # catch up on this socket: it is closed as a slow consumer and resumes on a new one.
 MAX_HELD_EVENTS = 10_000
-MAX_CACHED_CONVERSATIONS = 1000  # `to` -> conversation id, per socket
+MAX_CACHED_CONVERSATIONS = 1000
+# A message created this long before the socket opened is no longer travelling to it live.
+REPLAY_IN_FLIGHT_SECONDS = 60  # `to` -> conversation id, per socket
 
 _open_conversation = database_sync_to_async(actions.do_open_conversation)
 _edit_message = database_sync_to_async(actions.do_edit_message)
@@ -45,7 +49,6 @@ _replay_page = database_sync_to_async(queries.replay_page)
 _resume_overlap = database_sync_to_async(queries.resume_overlap)
 _changes_since = database_sync_to_async(queries.changes_since)
 _newest_visible_id = database_sync_to_async(queries.newest_visible_id)
-_has_conversation = database_sync_to_async(queries.has_conversation)
 
 
 def _now():
@@ -68,7 +71,9 @@ class DeviceConsumer(ChatSocket):
 
     async def connect(self):
         self._held = []  # before registering: no live event may pass the replay
+        self._presence = DevicePresence(self)
         self._replayed = set()
+        self._replayed_recently = {}  # message id -> monotonic time replayed (see _remember_replayed)
         self._conversations = {}
         self._unacked = {}  # client_id -> [sends in flight, their message.created frames]
         await super().connect()
@@ -149,6 +154,7 @@ class DeviceConsumer(ChatSocket):
             for event in events[start : start + queries.REPLAY_PAGE]:
                 if event["type"] == "message.created":
                     self._replayed.add(event["message"]["id"])
+                    self._remember_replayed(event["message"])
                     messages += 1
                 self.push(wire.dumps(wire.v2_frame(event, self.user_id, self._base_url, replay=True)))
             await self._outbox_drained()
@@ -171,13 +177,35 @@ class DeviceConsumer(ChatSocket):
 
     def on_event(self, event, frames):
         if self._held is None:
-            self._push_live(event, frames)
+            if not self._presence.hold(event, frames):  # a presence event waits for a snapshot being built
+                self._push_live(event, frames)
         elif len(self._held) < MAX_HELD_EVENTS:
             self._held.append((event, frames))
         else:
             self._close_soon(SLOW_CONSUMER, "too many events during a sync")
 
+    def _remember_replayed(self, message):
+        """A replayed message may still come live after the sync: lagging through the
+        channel layer, or from gap repair once Redis is back. Only one created around this
+        socket's opening or later can (gap repair skips sockets opened after a message was
+        created), so only those are remembered, for as long as gap repair looks back."""
+        if datetime.fromisoformat(message["created_at"]).timestamp() >= self.opened_at - REPLAY_IN_FLIGHT_SECONDS:
+            self._replayed_recently[message["id"]] = time.monotonic()
+
+    def _replayed_before(self, event):
+        if event["type"] != "message.created" or not self._replayed_recently:
+            return False
+        forget_before = time.monotonic() - chat_setting("GAP_REPLAY_SECONDS")
+        while self._replayed_recently:  # oldest first: drop what can no longer come live
+            oldest = next(iter(self._replayed_recently))
+            if self._replayed_recently[oldest] >= forget_before:
+                break
+            del self._replayed_recently[oldest]
+        return event["message"]["id"] in self._replayed_recently
+
     def _push_live(self, event, frames):
+        if self._replayed_before(event):
+            return
         text = wire.v2_text(event, frames, self.user_id, self._base_url)
         unacked = self._unacked_send(event)
         if unacked is None:
@@ -204,6 +232,9 @@ class DeviceConsumer(ChatSocket):
             await self._handlers[sends.device_frame_type(payload)](self, payload, ref)
         except ChatError as error:
             self.send_error(error.code, error.message, ref)
+        except Exception:
+            logger.exception("a frame from user %s failed", self.user_id)
+            self.send_error("server_error", "The frame could not be handled; nothing was stored.", ref)
 
     def send_error(self, code, text, ref=None, client_id=None):
         self.push(wire.dumps(wire.v2_error(code, text, ref, client_id)))
@@ -299,22 +330,21 @@ class DeviceConsumer(ChatSocket):
         "presence.query": _handle_presence_query,
     }
 
-    # --- presence and typing (realtime/presence.py replaces these) -------------------
+    # --- presence and typing (realtime/presence.py) ------------------------------------
 
     async def presence_opened(self):
-        """After the first sync.done: the presence snapshot of the user's contacts."""
-        self.push(wire.dumps(wire.presence_snapshot_frame([])))
+        """After the first sync.done: this device counts for its user's presence; the
+        presence snapshot of the user's contacts."""
+        await self._presence.opened()
 
     def presence_closed(self):
         """The socket is gone (any way out)."""
+        self._presence.closed()
 
     async def handle_typing(self, payload):
         """A typing frame; raises the ChatError to answer with."""
-        to, _state = sends.device_typing(payload)
-        if not await _has_conversation(self.user_id, to):
-            raise NotFound("No conversation with this user.", code="no_conversation")
+        await self._presence.typing(payload)
 
     async def handle_presence_query(self, payload):
         """A presence.query frame; raises the ChatError to answer with."""
-        sends.device_presence_query(payload)
-        self.push(wire.dumps(wire.presence_snapshot_frame([])))
+        await self._presence.query(payload)

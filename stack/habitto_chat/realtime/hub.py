@@ -10,8 +10,9 @@
   event (and once per owner for inbox and protocol-2 frames), not once per socket.
 
 Events come from the actions through events.publish_on_commit (the hub subscribes at
-start-up, realtime/apps.py), from any thread. What the layer drops, realtime/gaps.py
-replays from the database.
+start-up, realtime/apps.py), from any thread; typing and presence, which nothing stores,
+from realtime/presence.py in the event loop (publish_ephemeral). What the layer drops,
+realtime/gaps.py replays from the database (messages only).
 Cost per published batch and why this layout: docs/realtime.md.
 """
 
@@ -111,6 +112,25 @@ class Hub:
         if self.is_distributed:
             async_to_sync(self._send_remote)(events, committed_at)
 
+    def publish_ephemeral(self, events):
+        """Typing and presence, from the event loop thread: to this process's sockets now
+        and through the channel layer to the others. Never stored, so never replayed: a
+        lost one is not repaired (the next start, stop or presence change corrects it)."""
+        self._deliver_now(events, None, None)
+        if self.is_distributed:
+            self._loop.create_task(self._send_ephemeral(events))
+
+    async def _send_ephemeral(self, events):
+        try:
+            await asyncio.wait_for(
+                self._layer.group_send(FANOUT_GROUP, {"type": "chat.ephemeral", "origin": self.id, "events": events}),
+                chat_setting("LAYER_TIMEOUT"),
+            )
+        except Exception as exc:
+            self.remote_failures += 1
+            LAYER_PUBLISH_ERRORS.inc()
+            self._warn_remote_failure(exc)
+
     def _publish_in_loop(self, events, committed_at):
         self._deliver(events, committed_at, LOCAL_DELIVERY)
         if self.is_distributed:
@@ -133,7 +153,8 @@ class Hub:
             for user_id in event["recipients"]:
                 for socket in tuple(self._sockets.get(user_id, ())):
                     socket.deliver(event, frames)
-        latency.observe(max(time.time() - committed_at, 0.0))  # per batch, not per frame
+        if latency is not None:  # ephemeral events have no commit to measure from
+            latency.observe(max(time.time() - committed_at, 0.0))  # per batch, not per frame
 
     async def _send_remote(self, events, committed_at):
         message = {"type": "chat.events", "origin": self.id, "events": events, "committed_at": committed_at}
@@ -147,10 +168,13 @@ class Hub:
             if self._loop is not None and asyncio.get_running_loop() is self._loop:
                 # The others missed these events: once the layer is back, they replay them.
                 self.gaps.suspect(committed_at, notify=True)
-            now = time.monotonic()
-            if now - self._last_remote_warning > 5:
-                self._last_remote_warning = now
-                logger.warning("cross-process delivery failed (%s); %d failures so far", exc, self.remote_failures)
+            self._warn_remote_failure(exc)
+
+    def _warn_remote_failure(self, exc):
+        now = time.monotonic()
+        if now - self._last_remote_warning > 5:
+            self._last_remote_warning = now
+            logger.warning("cross-process delivery failed (%s); %d failures so far", exc, self.remote_failures)
 
     # --- the other processes' events -------------------------------------------------
 
@@ -201,6 +225,8 @@ class Hub:
         origin = message.get("origin")
         if kind == "chat.events" and origin != self.id:
             self._deliver(message["events"], message.get("committed_at", time.time()), REMOTE_DELIVERY)
+        elif kind == "chat.ephemeral" and origin != self.id:
+            self._deliver_now(message["events"], None, None)
         elif kind == "chat.probe" and origin == self.id:
             self.gaps.probe_returned(message.get("nonce"))
         elif kind == "chat.gap" and origin != self.id:
