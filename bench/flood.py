@@ -1,6 +1,7 @@
 """Room-protocol flood: the throughput phase's client (and the one issue 14's figures came from).
 
     python -m bench.flood --ws ws://127.0.0.1:8000 --accounts tokens.json --pairs 50 --messages 600 [--inbox]
+    python -m bench.flood ... --device        # protocol 2: one /ws/v2/ device socket per account
 
 Pairs of accounts on room sockets (and, with --inbox, inbox sockets), every socket
 sending its N messages as fast as the server echoes them, at most --window (64) awaiting
@@ -13,7 +14,12 @@ closed-loop msgs/s on this machine, below what the server and the relay deliver.
 Reports, as one JSON line: messages delivered to partners' room sockets per second
 (first send to last delivery), latency from send to partner delivery, and the checks:
 every message delivered once to the partner's room (and the echo to the sender's), in
-each sender's order, and with --inbox once to each of the two inboxes. Accounts carry
+each sender's order, and with --inbox once to each of the two inboxes.
+
+With --device every account holds one /ws/v2/ socket instead (docs/protocol.md): `send`
+frames with a client_id, the window released by the ack; each message must be acked once
+and arrive as message.created once on the partner's device (delivered, in order) and once
+on the sender's own. Accounts carry
 "access" tokens (bench/mint_tokens.py); with --http and no token, accounts log in.
 """
 
@@ -39,6 +45,7 @@ class Tally:
 
     def __init__(self):
         self.delivered = self.echoes = self.inbox = 0
+        self.own = 0  # --device: message.created of the sender's own messages on its device
         self.duplicated = self.out_of_order = self.stray = 0
         self.latencies = []
         self.last_delivery = 0.0
@@ -64,6 +71,8 @@ async def run(args):
                                                                                      a["username"], a["password"])
         for a in accounts))
     options = {"max_size": 2**20, "compression": None, "ping_interval": None, "max_queue": None}
+    if args.device:
+        return await run_devices(args, accounts, tokens, options)
     rooms, inboxes = [], []
     for i in range(0, len(accounts), 2):
         a, b = accounts[i]["id"], accounts[i + 1]["id"]
@@ -138,21 +147,109 @@ async def run(args):
     await asyncio.gather(*readers, return_exceptions=True)
     for ws in [ws for _, _, ws in rooms] + inboxes:
         await ws.close()
+    inbox_expected = 2 * expected if args.inbox else 0
+    return report(tally, expected, elapsed, sockets=len(rooms) + len(inboxes), inbox_frames=tally.inbox,
+                  inbox_expected=inbox_expected, passed=tally.echoes == expected and tally.inbox == inbox_expected)
+
+
+async def run_devices(args, accounts, tokens, options):
+    """The flood on /ws/v2/ device sockets, one per account (see the module docstring)."""
+    devices = []
+    for i in range(0, len(accounts), 2):
+        a, b = accounts[i]["id"], accounts[i + 1]["id"]
+        for user, token, other in ((a, tokens[i], b), (b, tokens[i + 1], a)):
+            ws = await websockets.connect(f"{args.ws}/ws/v2/?token={token}", **options)
+            async for raw in ws:  # hello ... sync.done: the socket is live
+                if json.loads(raw).get("type") == "sync.done":
+                    break
+            devices.append((user, other, ws))
+    tally = Tally()
+    expected = len(devices) * args.messages
+    done = asyncio.Event()
+    windows = {user: asyncio.Semaphore(args.window) for user, _, _ in devices}
+
+    def arrived():
+        tally.last_delivery = time.perf_counter()
+        if tally.delivered + tally.echoes + tally.own >= 3 * expected:
+            done.set()
+
+    async def reader(user, ws):
+        last_seen, acked = {}, set()
+        try:
+            async for raw in ws:
+                frame = json.loads(raw)
+                kind = frame.get("type")
+                if kind == "ack":
+                    if frame["client_id"] in acked:
+                        tally.duplicated += 1
+                        continue
+                    acked.add(frame["client_id"])
+                    tally.echoes += 1
+                    windows[user].release()
+                elif kind == "message.created":
+                    message = frame["message"]
+                    n_text, _, sent_at = message["content"].partition(" ")
+                    if not n_text.isdigit():
+                        tally.stray += 1
+                        continue
+                    if message["sender"] == user:
+                        tally.own += 1
+                    else:
+                        tally.delivered += 1
+                        tally.latencies.append(time.perf_counter() - float(sent_at))
+                        tally.partner(message["sender"], last_seen, int(n_text))
+                elif kind == "error":
+                    tally.stray += 1
+                    continue
+                else:
+                    continue  # presence, pong
+                arrived()
+        except websockets.ConnectionClosed as closed:
+            code = str(closed.rcvd.code if closed.rcvd else None)
+            tally.closed[code] = tally.closed.get(code, 0) + 1
+
+    async def writer(user, other, ws):
+        try:
+            for n in range(args.messages):
+                await windows[user].acquire()
+                await ws.send(json.dumps({"type": "send", "to": other, "content": f"{n} {time.perf_counter()}",
+                                          "client_id": f"{user}-{n}"}))
+        except websockets.ConnectionClosed:  # counted by the socket's reader
+            pass
+
+    readers = [asyncio.create_task(reader(u, ws)) for u, _, ws in devices]
+    started = time.perf_counter()
+    await asyncio.gather(*(writer(u, o, ws) for u, o, ws in devices))
+    try:
+        await asyncio.wait_for(done.wait(), args.timeout)
+    except asyncio.TimeoutError:
+        pass
+    elapsed = max(tally.last_delivery - started, 1e-9)
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    for _, _, ws in devices:
+        await ws.close()
+    return report(tally, expected, elapsed, sockets=len(devices), own_frames=tally.own,
+                  passed=tally.own == expected and tally.echoes == expected)
+
+
+def report(tally, expected, elapsed, sockets, passed, **extra):
+    """Print the flood's JSON line; the exit code."""
     latencies = sorted(tally.latencies)
 
     def pct(q):
         return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 1) if latencies else None
 
     result = {
-        "sockets": len(rooms) + len(inboxes), "sent": expected, "delivered": tally.delivered, "echoes": tally.echoes,
-        "inbox_frames": tally.inbox, "inbox_expected": 2 * expected if args.inbox else 0,
+        "sockets": sockets, "sent": expected, "delivered": tally.delivered, "echoes": tally.echoes, **extra,
         "seconds": round(elapsed, 3), "delivered_per_s": round(tally.delivered / elapsed, 1),
         "p50_ms": pct(0.50), "p99_ms": pct(0.99),
         "lost": expected - tally.delivered, "duplicated": tally.duplicated, "out_of_order": tally.out_of_order,
         "stray": tally.stray, "closed_by_server": tally.closed,
     }
-    result["passed"] = (result["lost"] == 0 and tally.echoes == expected and not tally.duplicated
-                        and not tally.out_of_order and not tally.stray and not tally.closed and tally.inbox == result["inbox_expected"])
+    result["passed"] = (passed and result["lost"] == 0 and not tally.duplicated and not tally.out_of_order
+                        and not tally.stray and not tally.closed)
     print(json.dumps(result), flush=True)
     return 0 if result["passed"] else 1
 
@@ -165,6 +262,7 @@ def main(argv=None):
     parser.add_argument("--pairs", type=int, default=50)
     parser.add_argument("--messages", type=int, default=600, help="messages per socket")
     parser.add_argument("--inbox", action="store_true", help="every account also holds its inbox socket")
+    parser.add_argument("--device", action="store_true", help="one /ws/v2/ device socket per account instead")
     parser.add_argument("--window", type=int, default=64, help="messages per socket awaiting their echo")
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for the last delivery")
     args = parser.parse_args(argv)

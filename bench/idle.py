@@ -1,6 +1,7 @@
 """Hold many idle authenticated inbox sockets open (the 10,000-socket benchmark).
 
     python -m bench.idle --accounts tokens.json --ws ws://127.0.0.1:8000 --count 10000
+    python -m bench.idle ... --device       # /ws/v2/ device sockets instead of inbox sockets
 
 Opens one inbox socket per account (`access` tokens in the accounts file), `--concurrency`
 handshakes at a time, prints one JSON line when they are all open
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-from habitto_client import inbox_url
+from habitto_client import device_url, inbox_url
 
 
 async def open_one(url, deflate, limiter, sockets, failures, timeout):
@@ -38,13 +39,14 @@ async def main_async(args):
     sockets, failures = [], []
     started = time.monotonic()
     await asyncio.gather(*(
-        open_one(inbox_url(args.ws, a["id"], a["access"]), args.deflate, limiter, sockets, failures, args.timeout)
+        open_one(device_url(args.ws, a["access"]) if args.device else inbox_url(args.ws, a["id"], a["access"]),
+                 args.deflate, limiter, sockets, failures, args.timeout)
         for a in accounts
     ))
     seconds = time.monotonic() - started
     print(json.dumps({"opened": len(sockets), "failed": len(failures), "errors": sorted(set(failures))[:5],
                       "seconds": round(seconds, 2), "per_second": round(len(sockets) / seconds, 1),
-                      "deflate": args.deflate,
+                      "deflate": args.deflate, "device": args.device,
                       "negotiated_deflate": sum(1 for s in sockets[:50]
                                                 if "permessage-deflate" in str(s.response.headers.get("Sec-WebSocket-Extensions", "")))}),
           flush=True)
@@ -69,6 +71,7 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--hold", type=float, default=600.0, help="hold at most this many seconds")
     parser.add_argument("--deflate", action="store_true")
+    parser.add_argument("--device", action="store_true", help="open /ws/v2/ device sockets (protocol 2)")
     args = parser.parse_args(argv)
     try:
         import uvloop

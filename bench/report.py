@@ -46,27 +46,33 @@ def render(report):
                   ms(r["delivered_per_s"]), ms(r["p50_ms"]), ms(r["p99_ms"]), r["lost"], r["duplicated"],
                   r["out_of_order"], r["server_cpu"], r["machine_busy"]] for r in runs]))
             out.append("\n" + table(
-                ["fan-out", "conversations", "target", "mean delivered/s", "x relay", "x base"],
+                ["fan-out", "conversations", "target", "mean delivered/s", "x relay", "x base", "x room + inbox",
+                 "CPU µs per message", "CPU x room + inbox"],
                 [[e["label"], e["conversations"], target, ms(mean), ms(e["ratio_to_relay"].get(target)),
-                  ms(e.get("ratio_to_base", {}).get(target))]
+                  ms(e.get("ratio_to_base", {}).get(target)), ms(e.get("ratio_to_legacy", {}).get(target)),
+                  ms(e.get("mean_cpu_us_per_message", {}).get(target)),
+                  ms(e.get("cpu_ratio_to_legacy", {}).get(target))]
                  for e in report["throughput"]["summary"] for target, mean in e["mean_delivered_per_s"].items()]))
     if "latency" in report:
-        out.append("\n### Complete fan-out latency, paced (100 senders, 4 deliveries per message)\n")
+        out.append("\n### Complete fan-out latency, paced (100 senders; room + inbox: 4 deliveries per message, "
+                   "device: ack + 2)\n")
         out.append(table(
-            ["offered/s", "target", "delivered/s", "p50", "p95", "p99", "max", "send lag p99", "lost", "server CPU",
-             "machine busy"],
-            [[ms(r["rate"]), r.get("target", "-"), ms(r["delivered_per_s"]), ms(r["complete_p50"]), ms(r["complete_p95"]),
+            ["offered/s", "sockets", "target", "delivered/s", "p50", "p95", "p99", "max", "send lag p99", "lost",
+             "server CPU", "machine busy"],
+            [[ms(r["rate"]), r.get("socket_kind", "room+inbox"), r.get("target", "-"), ms(r["delivered_per_s"]),
+              ms(r["complete_p50"]), ms(r["complete_p95"]),
               ms(r["complete_p99"]), ms(r["complete_max"]), ms(r["send_lag_p99"]), r["lost"], r["server_cpu"],
               r["machine_busy"]] for r in report["latency"]["runs"]]))
     if "idle" in report:
         out.append("\n### Idle authenticated sockets\n")
         out.append(table(
-            ["permessage-deflate", "sockets", "failed", "handshakes/s", "RSS before (MiB)", "RSS open (MiB)",
+            ["socket", "permessage-deflate", "sockets", "failed", "handshakes/s", "RSS before (MiB)", "RSS open (MiB)",
              "KiB per socket", "closed by server", "1,000/s meanwhile: p50", "p99", "lost"],
-            [["on" if r["deflate"] else "off", r["sockets"], r["failed"], r["handshakes_per_s"],
-              r["rss_before_mib"], r["rss_open_mib"], r["kib_per_socket"], r["closed_by_server"],
-              ms(r["latency_1000"]["complete_p50"]), ms(r["latency_1000"]["complete_p99"]),
-              r["latency_1000"]["lost"]] for r in report["idle"]["runs"]]))
+            [[r.get("socket_kind", "inbox"), "on" if r["deflate"] else "off", r["sockets"], r["failed"],
+              r["handshakes_per_s"], r["rss_before_mib"], r["rss_open_mib"], r["kib_per_socket"],
+              r["closed_by_server"]] + ([ms(r["latency_1000"]["complete_p50"]), ms(r["latency_1000"]["complete_p99"]),
+                                         r["latency_1000"]["lost"]] if "latency_1000" in r else ["-", "-", "-"])
+             for r in report["idle"]["runs"]]))
     if "queries" in report:
         q = report["queries"]
         s = q["seed"]

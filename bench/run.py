@@ -17,10 +17,15 @@ temporary STATE_DIR, in-memory channel layer, i.e. `make run`):
               server reads them): delivered msgs/s from one server process; every message
               delivered once and in order, and persisted. Each flood runs against
               bench/relay.py (a bare WebSocket relay) too, in every round, and every figure
-              is printed also as a ratio to the relay's
-  latency     paced sweep: complete fan-out p50/p95/p99 against the offered rate (PNG plot)
+              is printed also as a ratio to the relay's. The "device (v2)" flood sends the
+              same messages over one /ws/v2/ device socket per account instead of room and
+              inbox sockets, and is printed also as a ratio to the room + inbox flood
+  latency     paced sweep: complete fan-out p50/p95/p99 against the offered rate (PNG plot),
+              and at the `device_sweep` rates the same load on /ws/v2/ device sockets (the
+              load tester's DeviceConversationUser: ack, sender's and partner's device)
   idle        N idle authenticated inbox sockets: server RSS per socket (with and without
-              permessage-deflate), and fan-out latency at 1,000 msgs/s while they are open
+              permessage-deflate), and fan-out latency at 1,000 msgs/s while they are open;
+              then N idle /ws/v2/ device sockets on a server of their own: RSS per socket
   queries     M stored messages, one user with P conversations: conversation list and
               thread page times (sequential requests over one keep-alive connection)
 
@@ -58,14 +63,17 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 MODES = {
     "quick": {
         "duration": 8, "gen_full": [1000, 2000], "gen_room": [3000],
-        "flood": [("room only", False, 50, 100), ("room + inbox", True, 50, 100)], "sweep": [250, 1000],
+        "flood": [("room only", "room", 50, 100), ("room + inbox", "room+inbox", 50, 100),
+                  ("device (v2)", "device", 50, 100)],
+        "sweep": [250, 1000], "device_sweep": [1000],
         "idle_sockets": 1000, "idle_deflate": [False], "messages": 100_000, "partners": 100,
         "others": 100, "requests": 100,
     },
     "full": {
         "duration": 20, "gen_full": [1000, 2000, 4000, 6000], "gen_room": [3000, 6000, 10000],
-        "flood": [("room only", False, 50, 600), ("room only", False, 200, 150), ("room + inbox", True, 50, 600)],
-        "sweep": [250, 500, 1000, 1500, 2000, 3000],
+        "flood": [("room only", "room", 50, 600), ("room only", "room", 200, 150),
+                  ("room + inbox", "room+inbox", 50, 600), ("device (v2)", "device", 50, 600)],
+        "sweep": [250, 500, 1000, 1500, 2000, 3000], "device_sweep": [1000, 2000],
         "idle_sockets": 10_000, "idle_deflate": [False, True], "messages": 1_000_000, "partners": 1000,
         "others": 2000, "requests": 300,
     },
@@ -182,12 +190,22 @@ class BenchServer(LocalServer):
         _drop_database(self)
 
 
+ROUTING = "stack/habitto_chat/realtime/routing.py"
+
+
 class Target:
     """A commit whose server the benchmark runs: this tree (python None: this interpreter)
-    or, with --against, another commit's worktree and virtualenv."""
+    or, with --against, another commit's worktree and virtualenv. `device`: its server has
+    the /ws/v2/ device socket (commits before issue 15 run only the legacy sockets' floods)."""
 
-    def __init__(self, label, commit, python=None):
-        self.label, self.commit, self.python = label, commit, python
+    def __init__(self, label, commit, python=None, device=True):
+        self.label, self.commit, self.python, self.device = label, commit, python, device
+
+
+def has_device_socket(tree):
+    """Whether the server of this worktree routes /ws/v2/."""
+    routing = Path(tree) / ROUTING
+    return routing.exists() and "ws/v2" in routing.read_text()
 
 
 TARGETS = []  # this tree first; main() adds --against's commit
@@ -219,7 +237,7 @@ def prepare_commit(commit, root, install=build_virtualenv):
         log(f"--against {sha}: building its virtualenv in {tree / '.venv'}")
         install(tree)
         (tree / ".venv" / ".installed").touch()
-    return Target(f"commit {sha}", sha, str(python))
+    return Target(f"commit {sha}", sha, str(python), device=has_device_socket(tree))
 
 
 def _redis_env():
@@ -257,8 +275,9 @@ def provision(server, count, out, name):
 
 
 def loadtest(http_base, ws_base, accounts_file, out, label, inbox=True, rate=1000, duration=20, users=CONVERSATIONS,
-             drain=15, window=0):
-    """One Locust run of the `bench` scenario; returns its summary (plus the exit code)."""
+             drain=15, window=0, device=False):
+    """One Locust run of the `bench` scenario (device: on /ws/v2/ device sockets, the v2
+    scenario's users); returns its summary (plus the exit code)."""
     results = out / label.replace(" ", "_").replace("/", "_")
     per_user = rate / (2 * users)
     cmd = [sys.executable, "-m", "loadtests.run", "--scenario", "bench", "--target", http_base,
@@ -266,6 +285,8 @@ def loadtest(http_base, ws_base, accounts_file, out, label, inbox=True, rate=100
            "--set", f"users={users}", "--set", f"rate_per_user={per_user}", "--set", f"duration={duration}",
            "--set", f"inbox={'true' if inbox else 'false'}", "--set", f"drain={drain}",
            "--set", f"spawn_rate={users}", "--set", f"window={window}"]
+    if device:
+        cmd += ["--set", "user_class=DeviceConversationUser"]
     proc = subprocess.run(cmd, cwd=REPO_DIR, capture_output=True, text=True,
                           timeout=duration + drain + 300)
     (results / "output.txt").parent.mkdir(parents=True, exist_ok=True)
@@ -280,13 +301,15 @@ def loadtest(http_base, ws_base, accounts_file, out, label, inbox=True, rate=100
 
 def brief(summary):
     c = summary["fanout"]["complete"]
-    p = summary["fanout"]["partner_room"]
+    partner = "partner_device" if summary.get("socket_kind") == "device" else "partner_room"
+    p = summary["fanout"][partner]
     return {
+        "socket_kind": summary.get("socket_kind", "room+inbox"),
         "offered": summary["offered_per_second"], "sent": summary["sent"],
         "delivered_per_s": round(p.get("per_second") or 0, 1),
         "complete_p50": c.get("p50"), "complete_p95": c.get("p95"), "complete_p99": c.get("p99"),
         "complete_max": c.get("max") and round(c["max"], 1),
-        "partner_room_p99": p.get("p99"), "send_lag_p99": summary["send_lag_p99_ms"],
+        f"{partner}_p99": p.get("p99"), "send_lag_p99": summary["send_lag_p99_ms"],
         "lost": summary["lost"], "late": summary.get("late", 0), "duplicated": summary["duplicated"],
         "out_of_order": summary["out_of_order"],
         "errors": summary["other_failures"], "passed": summary["passed"],
@@ -389,17 +412,22 @@ def _unsigned_jwt(user_id):
     return f"{b64({'alg': 'none'})}.{b64({'user_id': user_id})}.stub"
 
 
+FLOOD_FILES = {"room": "room", "room+inbox": "inbox", "device": "device"}  # a flood's file names
+LEGACY_OF_DEVICE = "room+inbox"  # the device flood's figures are also given as a ratio to this flood's
+
+
 def phase_throughput(cfg, out, rounds=1):
     """Every flood against the relay and every target, `rounds` times, the targets' order
     alternating from round to round; then the means and their ratios to the relay's."""
     runs = []
-    for label, inbox, users, messages in cfg["flood"]:
-        kind = f"{'inbox' if inbox else 'room'}_{users}"
+    for label, sockets, users, messages in cfg["flood"]:
+        kind = f"{FLOOD_FILES[sockets]}_{users}"
+        targets = [t for t in TARGETS if t.device or sockets != "device"]
         for round_number in range(rounds):
-            spec = {"label": label, "inbox": inbox, "conversations": users, "messages_per_socket": messages,
-                     "round": round_number}
+            spec = {"label": label, "socket_kind": sockets, "inbox": sockets == "room+inbox", "conversations": users,
+                    "messages_per_socket": messages, "round": round_number}
             runs.append(_flood_relay(out, spec, kind))
-            for target in TARGETS if round_number % 2 == 0 else TARGETS[::-1]:
+            for target in targets if round_number % 2 == 0 else targets[::-1]:
                 runs.append(_flood_server(out, spec, kind, target))
     summary = throughput_summary(runs)
     for line in summary_lines(summary):
@@ -411,7 +439,8 @@ def flood(ws_base, accounts_file, spec, timeout=300):
     """One bench/flood.py run; its JSON result."""
     cmd = [sys.executable, "-m", "bench.flood", "--ws", ws_base, "--accounts", str(accounts_file),
            "--pairs", str(spec["conversations"]), "--messages", str(spec["messages_per_socket"]),
-           "--timeout", str(timeout)] + (["--inbox"] if spec["inbox"] else [])
+           "--timeout", str(timeout)] + (["--inbox"] if spec["inbox"] else []) \
+        + (["--device"] if spec.get("socket_kind") == "device" else [])
     proc = subprocess.run(cmd, cwd=REPO_DIR, capture_output=True, text=True, timeout=timeout + 300)
     lines = proc.stdout.strip().splitlines()
     if not lines:
@@ -429,7 +458,8 @@ def _flood_relay(out, spec, kind):
         log(_describe(spec, "relay"))
         with Usage(relay) as usage:
             result = flood(f"ws://{relay.base}", trusted_accounts(out, 2 * spec["conversations"]), spec)
-    run = {**spec, "target": "relay", **result, "stored": None, "stored_equals_sent": None, **usage.result}
+    run = {**spec, "target": "relay", **result, "stored": None, "stored_equals_sent": None, **usage.result,
+           "cpu_us_per_message": cpu_per_message(usage.result, result)}
     log(f"  -> {run}")
     return run
 
@@ -447,9 +477,16 @@ def _flood_server(out, spec, kind, target):
     finally:
         server.stop()
     run = {**spec, "target": target.label, "commit": target.commit, **result, "stored": stored,
-           "stored_equals_sent": stored == result["sent"], **usage.result}
+           "stored_equals_sent": stored == result["sent"], **usage.result,
+           "cpu_us_per_message": cpu_per_message(usage.result, result)}
     log(f"  -> {run}")
     return run
+
+
+def cpu_per_message(usage, result):
+    """Microseconds of server (or relay) CPU per message sent: what a message costs, less
+    sensitive than msgs/s to other processes taking the machine's cores."""
+    return round(usage["server_cpu"] * usage["wall_s"] / max(1, result["sent"]) * 1e6, 1)
 
 
 def throughput_summary(runs):
@@ -460,12 +497,19 @@ def throughput_summary(runs):
     for run in runs:
         floods.setdefault((run["label"], run["conversations"]), []).append(run)
     for (label, users), runs_of_flood in floods.items():
+        first = runs_of_flood[0]
+        sockets = first.get("socket_kind") or ("room+inbox" if first.get("inbox") else "room")
         means = {}
         for run in runs_of_flood:
             means.setdefault(run["target"], []).append(run["delivered_per_s"])
         means = {target: round(statistics.fmean(values), 1) for target, values in means.items()}
+        cpu = {}
+        for run in runs_of_flood:
+            if run.get("cpu_us_per_message") is not None:
+                cpu.setdefault(run["target"], []).append(run["cpu_us_per_message"])
         relay = means.get("relay")
-        entry = {"label": label, "conversations": users, "mean_delivered_per_s": means,
+        entry = {"label": label, "socket_kind": sockets, "conversations": users, "mean_delivered_per_s": means,
+                 "mean_cpu_us_per_message": {t: round(statistics.fmean(v), 1) for t, v in cpu.items()},
                  "ratio_to_relay": {t: round(v / relay, 3) for t, v in means.items() if relay and t != "relay"},
                  "all_stored": all(r["stored_equals_sent"] for r in runs_of_flood if r["target"] != "relay"),
                  "all_passed": all(r["passed"] for r in runs_of_flood),
@@ -477,6 +521,16 @@ def throughput_summary(runs):
             entry["ratio_to_base"] = {t.label: round(means[t.label] / means[base], 3)
                                       for t in TARGETS if t.label != base and t.label in means}
         summary.append(entry)
+    for entry in summary:  # the device sockets against the legacy ones, same conversations
+        legacy = next((e for e in summary if e["socket_kind"] == LEGACY_OF_DEVICE
+                       and e["conversations"] == entry["conversations"]), None)
+        if entry["socket_kind"] == "device" and legacy:
+            entry["ratio_to_legacy"] = {t: round(v / legacy["mean_delivered_per_s"][t], 3)
+                                        for t, v in entry["mean_delivered_per_s"].items()
+                                        if legacy["mean_delivered_per_s"].get(t)}
+            entry["cpu_ratio_to_legacy"] = {t: round(v / legacy["mean_cpu_us_per_message"][t], 3)
+                                            for t, v in entry["mean_cpu_us_per_message"].items()
+                                            if legacy["mean_cpu_us_per_message"].get(t)}
     return summary
 
 
@@ -488,8 +542,14 @@ def summary_lines(summary):
                                           if target in entry["ratio_to_relay"] else "")
             for target, value in entry["mean_delivered_per_s"].items())
         base = ", ".join(f"{target} {ratio:.2f}x" for target, ratio in entry.get("ratio_to_base", {}).items())
+        legacy = ", ".join(f"{target} {ratio:.2f}x" for target, ratio in entry.get("ratio_to_legacy", {}).items())
+        cpu = ", ".join(f"{target} {us:,.0f} us" + (f" ({entry['cpu_ratio_to_legacy'][target]:.2f}x)"
+                                                     if target in entry.get("cpu_ratio_to_legacy", {}) else "")
+                        for target, us in entry.get("mean_cpu_us_per_message", {}).items())
         lines.append(f"{entry['label']} {entry['conversations']}: {figures}"
                      + (f"; against the base: {base}" if base else "")
+                     + (f"; against {LEGACY_OF_DEVICE}: {legacy}" if legacy else "")
+                     + (f"; CPU per message: {cpu}" if cpu else "")
                      + f"; stored = sent: {entry['all_stored']}, lost {entry['lost']}, dup {entry['duplicated']}, "
                        f"out of order {entry['out_of_order']}")
     return lines
@@ -497,7 +557,8 @@ def summary_lines(summary):
 
 def phase_latency(cfg, out):
     """The paced sweep, rate by rate, against every target (one server each, kept for the
-    sweep), the targets' order alternating from rate to rate."""
+    sweep), the targets' order alternating from rate to rate; at the `device_sweep` rates
+    each target with /ws/v2/ carries the same load on device sockets right after."""
     servers, runs = {}, []
     try:
         for target in TARGETS:
@@ -507,18 +568,39 @@ def phase_latency(cfg, out):
         for index, rate in enumerate(cfg["sweep"]):
             for target in TARGETS if index % 2 == 0 else TARGETS[::-1]:
                 server = servers[target.label]
-                log(f"latency: {rate} msgs/s paced, room + inbox: {target.label}")
-                with Usage(server) as usage:
-                    s = loadtest(server.http_base, server.ws_base, server.tokens, out,
-                                 f"latency {rate} {target.commit}", rate=rate, duration=cfg["duration"] + 10)
-                runs.append({"rate": rate, "target": target.label, **brief(s), **usage.result,
-                             "paths_p99": {p: s["fanout"][p].get("p99") for p in s["fanout"]}})
-                log(f"  -> {runs[-1]}")
+                with_device = target.device and rate in cfg.get("device_sweep", ())
+                for device in (False, True) if with_device else (False,):
+                    sockets = "device (v2)" if device else "room + inbox"
+                    log(f"latency: {rate} msgs/s paced, {sockets}: {target.label}")
+                    with Usage(server) as usage:
+                        s = loadtest(server.http_base, server.ws_base, server.tokens, out,
+                                     f"latency {rate} {'device ' if device else ''}{target.commit}", rate=rate,
+                                     duration=cfg["duration"] + 10, device=device)
+                    runs.append({"rate": rate, "target": target.label, **brief(s), **usage.result,
+                                 "paths_p99": {p: s["fanout"][p].get("p99") for p in s["fanout"]}})
+                    log(f"  -> {runs[-1]}")
     finally:
         for server in servers.values():
             server.stop()
     plot_latency([r for r in runs if r["target"] == TARGETS[0].label], out / "fanout_latency.png")
     return {"runs": runs, "plot": str(out / "fanout_latency.png")}
+
+
+def latency_lines(latency):
+    """Each rate with device runs: the legacy and the device sockets' figures side by side."""
+    lines = []
+    for run in latency["runs"]:
+        if run.get("socket_kind") != "device":
+            continue
+        legacy = next((r for r in latency["runs"] if r["rate"] == run["rate"] and r["target"] == run["target"]
+                       and r.get("socket_kind", "room+inbox") != "device"), None)
+        if legacy:
+            lines.append(f"paced {run['rate']:g} msgs/s, {run['target']}: complete fan-out p50/p99 "
+                         f"room + inbox {legacy['complete_p50']}/{legacy['complete_p99']} ms "
+                         f"(server CPU {legacy['server_cpu']} cores), device (v2) "
+                         f"{run['complete_p50']}/{run['complete_p99']} ms (server CPU {run['server_cpu']} cores); "
+                         f"lost {legacy['lost']} / {run['lost']}")
+    return lines
 
 
 def plot_latency(runs, path):
@@ -527,10 +609,15 @@ def plot_latency(runs, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    devices = [r for r in runs if r.get("socket_kind") == "device"]
+    runs = [r for r in runs if r.get("socket_kind") != "device"]
     rates = [r["rate"] for r in runs]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for key, style in (("complete_p50", "o-"), ("complete_p95", "s-"), ("complete_p99", "^-")):
         left.plot(rates, [r[key] for r in runs], style, label=key.replace("complete_", ""))
+    if devices:
+        left.plot([r["rate"] for r in devices], [r["complete_p99"] for r in devices], "kx", markersize=9,
+                  label="p99, /ws/v2/ device sockets")
     left.axhline(50, color="red", linestyle="--", linewidth=1, label="target p99 ≤ 50 ms at 1,000/s")
     left.axvline(1000, color="grey", linestyle=":", linewidth=1)
     left.set(xlabel="offered messages/s (paced, 100 senders)", ylabel="complete fan-out latency (ms)",
@@ -594,7 +681,50 @@ def phase_idle(cfg, out):
             log(f"  -> {results[-1]}")
         finally:
             server.stop()
+    if TARGETS[0].device:
+        results.append(idle_devices(count, out))
     return {"runs": results}
+
+
+def idle_devices(count, out):
+    """`count` idle /ws/v2/ device sockets on a server of their own: RSS per socket, opened
+    the way the inbox sockets are (no deflate; no latency run beside them)."""
+    name = "idle_device"
+    server = start_server(out, name, {"WS_PER_MESSAGE_DEFLATE": "0"})
+    try:
+        tokens = provision(server, count + 2, out, name)
+        _warm_up(server, json.loads(tokens.read_text())[count:count + 2], device=True)
+        time.sleep(1)
+        rss0 = server.rss_bytes()
+        log(f"idle: opening {count} /ws/v2/ device sockets")
+        holder = subprocess.Popen(
+            [sys.executable, "-m", "bench.idle", "--accounts", str(tokens), "--ws", server.ws_base,
+             "--count", str(count), "--hold", "900", "--device"],
+            cwd=REPO_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        opened = json.loads(_readline(holder, 600))
+        time.sleep(3)
+        rss1 = server.rss_bytes()
+        holder.stdin.close()
+        closed = json.loads(_readline(holder, 120))
+        holder.wait(60)
+        per_socket = (rss1 - rss0) / max(1, opened["opened"])
+        result = {"socket_kind": "device", "deflate": False, "sockets": opened["opened"], "failed": opened["failed"],
+                  "open_seconds": opened["seconds"], "handshakes_per_s": opened["per_second"],
+                  "rss_before_mib": round(rss0 / 2**20, 1), "rss_open_mib": round(rss1 / 2**20, 1),
+                  "kib_per_socket": round(per_socket / 1024, 2),
+                  "closed_by_server": closed["closed_by_server_meanwhile"]}
+        log(f"  -> {result}")
+        return result
+    finally:
+        server.stop()
+
+
+def idle_lines(idle):
+    """Memory per idle socket, inbox and device side by side."""
+    return [f"idle {r.get('socket_kind', 'inbox')} sockets{' (deflate)' if r['deflate'] else ''}: "
+            f"{r['sockets']} open, {r['kib_per_socket']} KiB each (RSS {r['rss_before_mib']} -> "
+            f"{r['rss_open_mib']} MiB), handshakes {r['handshakes_per_s']}/s" for r in idle["runs"]]
 
 
 def _readline(proc, timeout):
@@ -611,11 +741,17 @@ def _readline(proc, timeout):
     return line
 
 
-def _warm_up(server, accounts):
+def _warm_up(server, accounts, device=False):
     """Open and close a few sockets and send a message so every code path is loaded."""
-    from habitto_client import ChatSocket, inbox_url, room_url
+    from habitto_client import ChatSocket, DeviceSocket, inbox_url, room_url
 
     a, b = accounts[0], accounts[1]
+    if device:
+        with DeviceSocket.connect(server.ws_base, a["access"], timeout=10) as sock:
+            sock.send_message(b["id"], "warm-up", client_id="warm-up")
+            sock.expect("ack", 10, client_id="warm-up")
+        DeviceSocket.connect(server.ws_base, b["access"], timeout=10).close()
+        return
     with ChatSocket.open(room_url(server.ws_base, a["id"], b["id"], a["access"]), timeout=10) as room:
         room.send_message(a["id"], b["id"], "warm-up")
         room.recv_json(10)
@@ -739,7 +875,8 @@ def main(argv=None):
     report = json.loads(report_file.read_text()) if report_file.exists() else {}
     report.update({"mode": args.mode, "database": database, "machine": machine(), "config": cfg})
     log(f"machine: {report['machine']}")
-    TARGETS[:] = [Target(f"this tree {report['machine']['commit']}", report["machine"]["commit"] or "head")]
+    TARGETS[:] = [Target(f"this tree {report['machine']['commit']}", report["machine"]["commit"] or "head",
+                         device=has_device_socket(REPO_DIR))]
     for commit in args.against:
         TARGETS.append(prepare_commit(commit, REPO_DIR / "results" / "bench" / "commits"))
     if args.conversations:
@@ -759,6 +896,12 @@ def main(argv=None):
         report_file.write_text(json.dumps(report, indent=1))
     if "throughput" in phases:
         for line in summary_lines(report["throughput"]["summary"]):
+            print(line)
+    if "latency" in phases:
+        for line in latency_lines(report["latency"]):
+            print(line)
+    if "idle" in phases:
+        for line in idle_lines(report["idle"]):
             print(line)
     log(f"done: {report_file}")
     return 0

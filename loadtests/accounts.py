@@ -86,10 +86,20 @@ def with_tokens(http_base, accounts, timeout=30):
     return issued
 
 
-def clear_conversations(http_base, accounts, timeout=10):
-    """Cleanup through the API: both sides clear each pair's conversation. Returns failures."""
+def clear_conversations(http_base, accounts, timeout=10, group=2):
+    """Cleanup through the API: both sides clear each pair's conversation (group > 2: every
+    account clears every conversation it has). Returns failures."""
     api = ChatHTTP(http_base, timeout=timeout)
     failures = 0
+    if group > 2:
+        for account in accounts:
+            try:
+                session = api.login(account["username"], account["password"])
+                for conversation in api.conversations(session, page_size=100)["results"]:
+                    api.clear_conversation(session, conversation["counterpart"]["id"])
+            except ChatError:
+                failures += 1
+        return failures
     for i in range(0, len(accounts) - 1, 2):
         try:
             a, b = api.login(accounts[i]["username"], accounts[i]["password"]), None

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from habitto_chat.parsing import parse_bool
 
+from .tracker import DEVICE_PATHS, LEGACY_PATHS
+
 SCENARIOS_FILE = Path(__file__).with_name("scenarios.toml")
 
 THRESHOLD_KEYS = {
@@ -15,6 +17,7 @@ THRESHOLD_KEYS = {
 }
 # Tables merged key by key like `thresholds`; their keys are fixed by [defaults].
 TABLES = ("faults", "validity", "regression", "capacity", "phones")
+DEVICE_USER_CLASS = "DeviceConversationUser"
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Scenario:
     window: int = 0
     protocol: int = 1  # 2: protocol-2 sockets (acks by client_id; resends after a reconnect)
     user_class: str = "ConversationUser"  # the Locust user class of this scenario (locustfile.py)
+    group: int = 2  # accounts per Locust user, each conversing with every other (v2: on one device socket)
     churn: float = 0.0  # app scenario: times a minute each phone loses its network
     churn_away: float = 0.0  # app scenario: seconds a phone stays away (mean of an exponential)
     call_log: bool = False  # app scenario: write every phone's calls to <results>/<name>_calls.jsonl
@@ -51,9 +55,40 @@ class Scenario:
         return bool(self.faults.get("inject") or self.faults.get("reconnect"))
 
     @property
+    def resends(self):
+        """Sends not acknowledged go again after a reconnect with their client_id (protocol 2
+        and the device sockets, in runs that reconnect); a send that fails is not forgotten."""
+        return (self.protocol == 2 or self.device) and self.reconnects
+
+    @property
+    def device(self):
+        """One /ws/v2/ device socket per account (the v2 scenario) instead of room and inbox sockets."""
+        return self.user_class == DEVICE_USER_CLASS
+
+    @property
+    def fanout_paths(self):
+        """The delivery paths of the gate's rows (a room-only run keeps the inbox rows, empty)."""
+        return DEVICE_PATHS if self.device else LEGACY_PATHS
+
+    @property
+    def expected_paths(self):
+        """The paths every message is expected on."""
+        if self.device:
+            return DEVICE_PATHS
+        return LEGACY_PATHS if self.inbox else ("sender_echo", "partner_room")
+
+    @property
+    def described(self):
+        """What the Locust users are: "25 conversations" or "10 groups of 4 accounts (60 conversations)"."""
+        if self.group == 2:
+            return f"{self.users} conversations" + (" on device sockets" if self.device else "")
+        conversations = self.users * self.group * (self.group - 1) // 2
+        return f"{self.users} groups of {self.group} accounts ({conversations} conversations on device sockets)"
+
+    @property
     def offered_rate(self):
         """Messages per second the whole run offers."""
-        return self.users * 2 * self.rate_per_user
+        return self.users * self.group * self.rate_per_user
 
     @property
     def run_time(self):
@@ -129,6 +164,10 @@ def load(name="default", path=SCENARIOS_FILE, overrides=None):
     if values.get("churn") and values.get("user_class") != "AppConversationUser":
         raise ValueError(f"scenario {name}: churn drops and reopens sockets the app's way; "
                          "it needs user_class = \"AppConversationUser\"")
+    group = values.get("group", 2)
+    if group < 2 or group % 2 or (group != 2 and values.get("user_class") != DEVICE_USER_CLASS):
+        raise ValueError(f"scenario {name}: group {group}: an even number of accounts, above 2 only "
+                         f"with user_class = \"{DEVICE_USER_CLASS}\"")
     return Scenario(name=name, thresholds=thresholds,
                     server_env={k: str(v) for k, v in server_env.items()}, **tables, **values)
 

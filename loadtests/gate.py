@@ -46,7 +46,7 @@ def row_figures(e):
 def summarize(stats, scenario):
     """A JSON-safe dict of everything the gate judges."""
     rows = {}
-    for path in FANOUT_ROWS:
+    for path in [*scenario.fanout_paths, "complete"]:
         e = _entry(stats, f"fanout {path}")
         if e is None or not e.num_requests:
             rows[path] = {"count": 0}
@@ -73,7 +73,9 @@ def summarize(stats, scenario):
     return {
         "scenario": scenario.name,
         "users": scenario.users,
+        "described": scenario.described,
         "offered_per_second": scenario.offered_rate,
+        "socket_kind": "device" if scenario.device else "room+inbox" if scenario.inbox else "room",
         "duration": scenario.duration,
         "sent": sent_ok,
         "send_failures": send.num_failures if send else 0,
@@ -156,13 +158,13 @@ def _fmt(value):
 def render(summary, checks, validity=()):
     """The console summary: rows, thresholds, validity and the verdict line."""
     lines = [
-        f"Load test '{summary['scenario']}': {summary['users']} conversations, "
+        f"Load test '{summary['scenario']}': {summary.get('described') or str(summary['users']) + ' conversations'}, "
         f"{summary['offered_per_second']:g} msgs/s offered for {summary['duration']:g} s",
         "",
         f"{'fan-out path':<15}{'count':>9}{'msgs/s':>9}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'max ms':>8}"
         f"{'lost':>6}{'dup':>5}{'ooo':>5}",
     ]
-    for path in FANOUT_ROWS:
+    for path in summary["fanout"]:
         row = summary["fanout"][path]
         a = summary["anomalies"]
         lines.append(

@@ -24,6 +24,7 @@ from habitto_client import ws_url_for
 from loadtests import accounts as account_store
 from loadtests import config, faults
 from loadtests.app_users import AppConversationUser  # noqa: F401  (the app scenario's user class)
+from loadtests.device_users import DeviceConversationUser  # noqa: F401  (the v2 scenario's user class)
 from loadtests.gate import gate
 from loadtests.monitor import RunMonitor
 from loadtests.state import DONE_MESSAGE, SETUP_MESSAGE, STATE
@@ -125,7 +126,7 @@ def on_test_start(environment, **_):
     if options.accounts:
         accounts = account_store.load(options.accounts)
     else:
-        needed = 2 * (options.num_users or STATE.scenario.users)
+        needed = STATE.scenario.group * (options.num_users or STATE.scenario.users)
         logger.info("registering %d accounts through the API", needed)
         accounts = account_store.provision_api(options.host, needed, account_store.new_prefix(),
                                                account_store.new_password())

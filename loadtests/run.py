@@ -239,7 +239,7 @@ def accounts_for(scenario, workers, climbing):
     users = scenario.users
     if climbing and scenario.capacity["key"] == "users":
         users = max(users, int(max(capacity.ladder(scenario.capacity))) + 1)
-    return 2 * (users + max(workers, 1))
+    return scenario.group * (users + max(workers, 1))
 
 
 def main(argv=None):
@@ -308,7 +308,7 @@ def main(argv=None):
             account_store.save(account_store.with_tokens(http_base, account_store.load(accounts_file)),
                                sessions_file)
             accounts_file = sessions_file
-        print(f"loadtest: scenario {scenario.name}: {scenario.users} conversations, "
+        print(f"loadtest: scenario {scenario.name}: {scenario.described}, "
               f"{scenario.offered_rate:g} msgs/s offered, {workers or 'no'} workers, "
               f"target {http_base} / {ws_base}", flush=True)
 
@@ -338,7 +338,8 @@ def main(argv=None):
                     summaries.append(summary)
             code = verdict(args, scenario, summaries, codes)
         if args.target and not args.keep and not args.accounts:
-            failures = account_store.clear_conversations(http_base, account_store.load(accounts_file))
+            failures = account_store.clear_conversations(http_base, account_store.load(accounts_file),
+                                                         group=scenario.group)
             print(f"loadtest: cleared the run's conversations ({failures} failures); "
                   f"accounts {prefix}* remain registered", flush=True)
         return code

@@ -6,7 +6,7 @@ import secrets
 
 import gevent.event
 
-from .tracker import PATHS, Tracker
+from .tracker import Tracker
 
 logger = logging.getLogger("loadtests")
 
@@ -40,8 +40,7 @@ class ProcessState:
         self.tracker = self._new_tracker()
 
     def _new_tracker(self):
-        paths = PATHS if self.scenario.inbox else ("sender_echo", "partner_room")
-        return Tracker(self.run_id, self._on_path, self._on_anomaly, paths,
+        return Tracker(self.run_id, self._on_path, self._on_anomaly, self.scenario.expected_paths,
                        journal=self.scenario.reconnects or self.scenario.user_class == "AppConversationUser")
 
     def ws_base_for(self, index):
@@ -61,6 +60,13 @@ class ProcessState:
         if not self.setup_received.wait(timeout):
             return None
         return self.pairs.pop(0) if self.pairs else None
+
+    def take_group(self, size, timeout=30):
+        """`size` accounts (size // 2 pairs), or None when this process has too few left."""
+        if not self.setup_received.wait(timeout) or len(self.pairs) < size // 2:
+            return None
+        group = [account for _ in range(size // 2) for account in self.pairs.pop(0)]
+        return group
 
     def conversation_done(self, environment):
         try:

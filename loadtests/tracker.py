@@ -9,6 +9,13 @@ Every message sent from A to B is expected on four paths:
     sender_inbox   A's inbox socket
     partner_inbox  B's inbox socket
 
+The v2 scenario (one /ws/v2/ device socket per account, loadtests/device_users.py)
+expects three instead:
+
+    sender_echo     the ack on A's device socket (its client_id is the marker)
+    sender_device   message.created on A's own device socket
+    partner_device  message.created on B's device socket
+
 Latency is measured from the message's *intended* send time (its slot in the schedule),
 on this process's monotonic clock, so a server that slows the sender down still shows
 up in the figures (no coordinated omission). "complete" is the last of the four.
@@ -21,7 +28,9 @@ arrival on a path that was not expected is the server doing better than promised
 duplicate.
 """
 
-PATHS = ("sender_echo", "partner_room", "sender_inbox", "partner_inbox")
+LEGACY_PATHS = ("sender_echo", "partner_room", "sender_inbox", "partner_inbox")
+DEVICE_PATHS = ("sender_echo", "sender_device", "partner_device")
+PATHS = (*LEGACY_PATHS, "sender_device", "partner_device")
 BIT = {path: 1 << index for index, path in enumerate(PATHS)}
 ALL_BITS = sum(BIT.values())
 
@@ -75,8 +84,9 @@ class Tracker:
     """Outstanding messages of one process. `on_path(path, ms, complete_ms_or_None)` is fired
     for every first arrival; `on_anomaly(kind, path)` for duplicates, reorders and strays."""
 
-    def __init__(self, run_id, on_path, on_anomaly, paths=PATHS, journal=False):
+    def __init__(self, run_id, on_path, on_anomaly, paths=LEGACY_PATHS, journal=False):
         self.run_id = run_id
+        self.paths = tuple(paths)
         self.expected_bits = sum(BIT[p] for p in paths)  # room-only runs expect two paths
         self.on_path = on_path
         self.on_anomaly = on_anomaly
@@ -222,14 +232,14 @@ class Tracker:
 
     def give_up(self, conversation=None):
         """Declare everything still outstanding lost: {path: count}, and the messages lost."""
-        lost = {path: 0 for path in PATHS}
+        lost = {path: 0 for path in self.paths}
         doomed = [k for k, r in self.pending.items() if conversation is None or r[2] == conversation]
         for key in doomed:
             bits = self.pending.pop(key)[1]
             self.given_up.add(key)
             if self.journal is not None:
                 self.journal[key].outcome = "lost"
-            for path in PATHS:
+            for path in self.paths:
                 if bits & BIT[path]:
                     lost[path] += 1
         return lost, len(doomed)

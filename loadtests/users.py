@@ -113,19 +113,22 @@ class ChatSocketUser(User):
         return session
 
     # -- sockets -----------------------------------------------------------------------------
-    def open_socket(self, url, kind, on_frame, on_reopen=None, on_close=None):
+    def open_socket(self, url, kind, on_frame, on_reopen=None, on_close=None, opener=None):
         """Open a socket and start its receive greenlet; on_frame(text, arrival_time).
         With on_reopen (and a scenario that reconnects) a dropped socket is reopened and
         on_reopen(new socket) called before reading from it. With on_close instead, the
-        caller hears that the server closed it (on_close(sock)) and reopens it its own way."""
-        sock = self._connect(url, f"connect {kind}")
-        self.readers.append(gevent.spawn(self._receive_loop, sock, url, kind, on_frame, on_reopen, on_close))
+        caller hears that the server closed it (on_close(sock)) and reopens it its own way.
+        opener() opens the socket (default: ChatSocket.open(url); url None with an opener),
+        also for every reconnect."""
+        opener = opener or (lambda: ChatSocket.open(url, timeout=self.scenario.connect_timeout))
+        sock = self._connect(opener, f"connect {kind}")
+        self.readers.append(gevent.spawn(self._receive_loop, sock, opener, kind, on_frame, on_reopen, on_close))
         return sock
 
-    def _connect(self, url, name):
+    def _connect(self, opener, name):
         started = time.perf_counter()
         try:
-            sock = ChatSocket.open(url, timeout=self.scenario.connect_timeout)
+            sock = opener()
         except ChatError as exc:
             self.report("WS", name, (time.perf_counter() - started) * 1000, 0, exc)
             raise
@@ -133,7 +136,7 @@ class ChatSocketUser(User):
         self.sockets.append(sock)
         return sock
 
-    def _receive_loop(self, sock, url, kind, on_frame, on_reopen, on_close):
+    def _receive_loop(self, sock, opener, kind, on_frame, on_reopen, on_close):
         # Bounded in time: the whole run plus a minute, then it stops by itself.
         deadline = time.monotonic() + self.scenario.run_time + 60
         poll = self.scenario.receive_timeout
@@ -152,14 +155,14 @@ class ChatSocketUser(User):
                     return
                 if on_reopen is None or not self.scenario.reconnects:
                     return
-                sock = self._reopen(url, kind, deadline)
+                sock = self._reopen(opener, kind, deadline)
                 if sock is None:
                     return
                 on_reopen(sock)
                 continue
             on_frame(text, monotonic())
 
-    def _reopen(self, url, kind, deadline):
+    def _reopen(self, opener, kind, deadline):
         """Reconnect with the scenario's backoff (the app's: 1, 2, 4, 8, 10 s); None when
         the user is closing or the run is over."""
         delays = faults.backoff(self.scenario.faults)
@@ -168,7 +171,7 @@ class ChatSocketUser(User):
             if self.closing or time.monotonic() > deadline:
                 return None
             try:
-                sock = self._connect(url, f"reconnect {kind}")
+                sock = self._connect(opener, f"reconnect {kind}")
             except ChatError:
                 continue
             STATE.reconnects.append((time.monotonic(), kind))
@@ -244,6 +247,10 @@ class Participant:
         self.in_flight -= 1
         if self.in_flight < window:
             self.can_send.set()
+
+
+def _next_at(participant):
+    return participant.next_at
 
 
 class ConversationUser(ChatSocketUser):
@@ -385,13 +392,14 @@ class ConversationUser(ChatSocketUser):
             return json.dumps(send_frame(content, tracking.marker(STATE.run_id, me.id, seq)))
         return json.dumps(room_frame(me.id, me.partner_id, content))
 
-    def thread_since(self, me, after_id, name):
-        """Every message of the conversation after `after_id` (0: all of it, by page)."""
+    def thread_since(self, me, after_id, name, partner_id=None):
+        """Every message of the conversation of `me` with partner_id (default: its partner)
+        after `after_id` (0: all of it, by page)."""
         messages, params = [], {"after_id": after_id} if after_id else {"page": 1}
         while True:
             started = time.perf_counter()
             try:
-                page = self.api.thread(me.session, me.partner_id, page_size=100, **params)
+                page = self.api.thread(me.session, partner_id or me.partner_id, page_size=100, **params)
             except ChatError as exc:
                 self.report("HTTP", name, (time.perf_counter() - started) * 1000, 0, exc)
                 raise
@@ -431,12 +439,12 @@ class ConversationUser(ChatSocketUser):
         end = start + scenario.duration
         for p in self.participants:
             p.next_at = start + random.random() * interval  # spread senders over the interval
-        a, b = self.participants
+        participants = self.participants
         window = scenario.window
-        resends = scenario.protocol == 2 and scenario.reconnects
+        resends = scenario.resends
         monotonic = time.monotonic
         while True:
-            me = a if a.next_at <= b.next_at else b
+            me = min(participants, key=_next_at)  # the first on ties
             intended = me.next_at
             if intended >= end:
                 break

@@ -40,6 +40,17 @@ WebSockets (websocket-client, gevent-patchable; no Origin header, like the app):
     read_inbox_frame(inbox.recv_json(2))                  # InboxFrame(message_id, ...)
     inbox.wait_closed(2)   # -> close code, e.g. 4401 / 4403; also inbox.close_code afterwards
 
+The device socket /ws/v2/ (protocol 2: one socket per device, every conversation)::
+
+    from habitto_client import DeviceCursor, DeviceSocket, device_url
+    cursor = DeviceCursor()                   # after_id / since / recent: survives reconnects
+    dev = DeviceSocket.connect(ws_base, session.access, cursor, timeout=5)   # hello ... sync.done
+    dev.send_message(7, "hi", client_id="c-1"); dev.expect("ack", client_id="c-1")
+    dev.recv_event(5)                         # next frame; message.created duplicates dropped
+    dev.edit(id, "new"); dev.delete(id); dev.read(id); dev.typing(7, "start"); dev.ping()
+    DeviceSocket.connect(ws_base, session.access, cursor)   # resumes: replay, then sync.done
+    v2_send_frame(to, content, client_id), v2_sync_frame(after_id, since, recent), ...  # frames.py
+
 Errors (all subclasses of ChatError)::
 
     Timeout          connect, request, handshake or receive exceeded its timeout
@@ -74,15 +85,27 @@ from .frames import (
     read_room_frame,
     room_frame,
     send_frame,
+    v2_delete_frame,
+    v2_edit_frame,
+    v2_ping_frame,
+    v2_presence_query_frame,
+    v2_read_frame,
+    v2_send_frame,
+    v2_sync_frame,
+    v2_typing_frame,
 )
+from .device import DeviceCursor, DeviceSocket
 from .http import ChatHTTP, Response, Session, route_name
-from .sockets import ChatSocket, inbox_url, notifications_url, room_path, room_url, ws_url_for
+from .sockets import ChatSocket, device_url, inbox_url, notifications_url, room_path, room_url, ws_url_for
 from .tokens import jwt_claims, jwt_user_id
 
 __all__ = [
-    "AppHTTP", "AuthError", "ChatError", "ChatHTTP", "ChatSocket", "ConnectError", "HTTPStatusError",
+    "AppHTTP", "AuthError", "ChatError", "ChatHTTP", "ChatSocket", "ConnectError", "DeviceCursor",
+    "DeviceSocket", "HTTPStatusError",
     "HandshakeRejected", "InboxFrame", "ProtocolError", "Response", "RoomMessage",
     "ServerRejected", "Session", "SocketClosed", "Timeout", "inbox_url", "is_error_frame",
     "jwt_claims", "jwt_user_id", "notifications_url", "read_inbox_frame", "read_room_frame", "room_frame",
-    "room_path", "room_url", "route_name", "send_frame", "ws_url_for",
+    "room_path", "room_url", "route_name", "send_frame", "device_url", "v2_delete_frame", "v2_edit_frame",
+    "v2_ping_frame", "v2_presence_query_frame", "v2_read_frame", "v2_send_frame", "v2_sync_frame",
+    "v2_typing_frame", "ws_url_for",
 ]

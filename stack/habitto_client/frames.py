@@ -83,3 +83,52 @@ def read_inbox_frame(obj):
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"not an inbox frame: {obj!r}"[:300]) from exc
+
+
+# -- /ws/v2/, the device socket (docs/protocol.md): client -> server ------------------------------
+# Every frame may carry "ref" (1-64 printable characters): the server copies it into the
+# ack or error frame answering that frame.
+
+def _v2(kind, ref, **fields):
+    frame = {"type": kind, **fields}
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
+
+
+def v2_send_frame(to, content, client_id, ref=None):
+    """A message to user `to`; the server stores it once per client_id and answers with
+    an ack, then message.created on every device of both users."""
+    return _v2("send", ref, to=int(to), content=content, client_id=client_id)
+
+
+def v2_edit_frame(message_id, content, ref=None):
+    return _v2("edit", ref, message_id=int(message_id), content=content)
+
+
+def v2_delete_frame(message_id, ref=None):
+    return _v2("delete", ref, message_id=int(message_id))
+
+
+def v2_read_frame(message_id, ref=None):
+    """Marks the caller's received messages up to message_id read."""
+    return _v2("read", ref, message_id=int(message_id))
+
+
+def v2_typing_frame(to, state="start", ref=None):
+    if state not in ("start", "stop"):
+        raise ValueError(f"typing state {state!r}: start or stop")
+    return _v2("typing", ref, to=int(to), state=state)
+
+
+def v2_ping_frame(nonce=None, ref=None):
+    return _v2("ping", ref) if nonce is None else _v2("ping", ref, nonce=nonce)
+
+
+def v2_presence_query_frame(users, ref=None):
+    return _v2("presence.query", ref, users=[int(u) for u in users])
+
+
+def v2_sync_frame(after_id, since=None, recent=(), ref=None):
+    """Resume: replay what is visible after after_id (and the changes since `since`)."""
+    return _v2("sync", ref, after_id=int(after_id), since=since, recent=[int(i) for i in recent])

@@ -51,6 +51,19 @@ def notifications_url(ws_base, kind, user_id, token=None):
     return _ws_base(ws_base) + f"/ws/{kind}-notifications/{int(user_id)}/" + _token_query(token)
 
 
+def device_url(ws_base, token=None, after_id=None, since=None, recent=()):
+    """The device socket /ws/v2/ (protocol 2, every conversation of the user). after_id,
+    since and recent resume in the query, the same as a sync frame right after opening."""
+    query = {} if token is None else {"token": token}
+    if after_id is not None:
+        query["after_id"] = int(after_id)
+        if since:
+            query["since"] = since
+        if recent:
+            query["recent"] = ",".join(str(int(i)) for i in recent)
+    return _ws_base(ws_base) + "/ws/v2/" + ("?" + urllib.parse.urlencode(query) if query else "")
+
+
 def _token_query(token):
     return "" if token is None else "?" + urllib.parse.urlencode({"token": token})
 

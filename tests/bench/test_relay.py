@@ -92,7 +92,7 @@ def test_throughput_alternates_the_commits_and_runs_the_relay_every_round(monkey
                         or flood(spec["label"], "relay", 100))
     monkeypatch.setattr(run, "_flood_server", lambda out, spec, kind, target: order.append(target.commit)
                         or flood(spec["label"], target.label, 10))
-    cfg = {"duration": 1, "flood": [("room only", False, 50, 600)]}
+    cfg = {"duration": 1, "flood": [("room only", "room", 50, 600)]}
     result = run.phase_throughput(cfg, tmp_path, rounds=3)
     assert order == ["relay", "new", "old", "relay", "old", "new", "relay", "new", "old"]
     assert result["summary"][0]["ratio_to_relay"] == {"this tree": 0.1, "commit old": 0.1}
@@ -166,3 +166,24 @@ def test_flood_reports_sockets_the_server_closed(tmp_path):
         result = run.flood(f"ws://{relay.base}", accounts_file, spec, timeout=3)
     assert not result["passed"]
     assert result["closed_by_server"] == {"4401": 1}
+
+
+def test_relay_device_sockets_ack_and_relay_to_every_device_of_both_users(relay):
+    """/ws/v2/ on the relay: hello and sync.done on open, a send acked by client_id, then
+    message.created on both of the sender's devices and on the receiver's; pings answered."""
+    from habitto_client import DeviceSocket
+
+    a1, a2, b = (DeviceSocket.connect(relay, token(user), timeout=WAIT) for user in (1, 1, 2))
+    try:
+        assert a1.hello["user_id"] == 1 and a1.cursor.since
+        a1.send_message(2, "hello", client_id="c-1")
+        ack = a1.expect("ack", WAIT, client_id="c-1")
+        for sock in (a1, a2, b):
+            created = sock.expect("message.created", WAIT)
+            assert created["message"]["id"] == ack["message_id"]
+            assert (created["message"]["sender"], created["message"]["receiver"]) == (1, 2)
+        b.ping(nonce=5)
+        assert b.expect("pong", WAIT)["nonce"] == 5
+    finally:
+        for sock in (a1, a2, b):
+            sock.close()
