@@ -133,20 +133,10 @@ async def run(args):
         except websockets.ConnectionClosed:  # counted by the socket's reader
             pass
 
-    readers = [asyncio.create_task(room_reader(u, ws)) for u, _, ws in rooms]
-    readers += [asyncio.create_task(inbox_reader(ws)) for ws in inboxes]
-    started = time.perf_counter()
-    await asyncio.gather(*(writer(u, o, ws) for u, o, ws in rooms))
-    try:
-        await asyncio.wait_for(done.wait(), args.timeout)
-    except asyncio.TimeoutError:
-        pass
-    elapsed = max(tally.last_delivery - started, 1e-9)
-    for task in readers:
-        task.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
-    for ws in [ws for _, _, ws in rooms] + inboxes:
-        await ws.close()
+    readers = [room_reader(u, ws) for u, _, ws in rooms] + [inbox_reader(ws) for ws in inboxes]
+    writers = [writer(u, o, ws) for u, o, ws in rooms]
+    sockets = [ws for _, _, ws in rooms] + inboxes
+    elapsed = await flood_until_done(readers, writers, sockets, done, tally, args.timeout)
     inbox_expected = 2 * expected if args.inbox else 0
     return report(tally, expected, elapsed, sockets=len(rooms) + len(inboxes), inbox_frames=tally.inbox,
                   inbox_expected=inbox_expected, passed=tally.echoes == expected and tally.inbox == inbox_expected)
@@ -217,21 +207,31 @@ async def run_devices(args, accounts, tokens, options):
         except websockets.ConnectionClosed:  # counted by the socket's reader
             pass
 
-    readers = [asyncio.create_task(reader(u, ws)) for u, _, ws in devices]
+    readers = [reader(u, ws) for u, _, ws in devices]
+    writers = [writer(u, o, ws) for u, o, ws in devices]
+    elapsed = await flood_until_done(readers, writers, [ws for _, _, ws in devices], done, tally, args.timeout)
+    return report(tally, expected, elapsed, sockets=len(devices), own_frames=tally.own,
+                  passed=tally.own == expected and tally.echoes == expected)
+
+
+async def flood_until_done(readers, writers, sockets, done, tally, timeout):
+    """Run the readers while the writers send everything, until `done` (every frame
+    counted) or the timeout; close the sockets. Seconds from the first send to the last
+    delivery."""
+    reading = [asyncio.create_task(reader) for reader in readers]
     started = time.perf_counter()
-    await asyncio.gather(*(writer(u, o, ws) for u, o, ws in devices))
+    await asyncio.gather(*writers)
     try:
-        await asyncio.wait_for(done.wait(), args.timeout)
+        await asyncio.wait_for(done.wait(), timeout)
     except asyncio.TimeoutError:
         pass
     elapsed = max(tally.last_delivery - started, 1e-9)
-    for task in readers:
+    for task in reading:
         task.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
-    for _, _, ws in devices:
+    await asyncio.gather(*reading, return_exceptions=True)
+    for ws in sockets:
         await ws.close()
-    return report(tally, expected, elapsed, sockets=len(devices), own_frames=tally.own,
-                  passed=tally.own == expected and tally.echoes == expected)
+    return elapsed
 
 
 def report(tally, expected, elapsed, sockets, passed, **extra):

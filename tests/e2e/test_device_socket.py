@@ -12,7 +12,7 @@ import uuid
 import psycopg
 import pytest
 
-from tests.support.chat import provision, ready_with_redis, wait_for
+from tests.support.chat import provision, ready_with_redis, two_ready_servers, wait_for
 from tests.support.device_socket import (
     Device,
     Sender,
@@ -55,11 +55,7 @@ def pair(tmp_path_factory, v2_database, redis_url):
     env = server_env(state, database_url=v2_database, redis_url=redis_url, **SERVER_SETTINGS,
                      **own_redis_prefixes())
     users = Users(provision(env, 12, "v2two"), SIGNING_KEY)
-    first = LiveServer(env, [free_port()], state / "first.log")
-    second = LiveServer(env, [free_port()], state / "second.log")
-    with first, second:
-        for server in (first, second):
-            wait_for(lambda: ready_with_redis(server), 15, what="readiness with Redis")
+    with two_ready_servers(env, state) as (first, second):
         yield first, second, users
 
 

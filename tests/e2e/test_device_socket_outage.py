@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.support.chat import provision, ready_with_redis, wait_for
+from tests.support.chat import provision, two_ready_servers, wait_for
 from tests.support.device_socket import (
     Device,
     Sender,
@@ -20,7 +20,7 @@ from tests.support.device_socket import (
     v2_database,  # noqa: F401  (the fixture)
     v2_url,
 )
-from tests.support.live import LiveServer, free_port, server_env
+from tests.support.live import server_env
 
 # channels_redis logs the lost connection with its traceback when Redis is stopped.
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow,
@@ -36,11 +36,7 @@ def pair(tmp_path, v2_database, own_redis):
     env = server_env(tmp_path, database_url=v2_database, redis_url=own_redis.url, JWT_SIGNING_KEY=SIGNING_KEY,
                      CHAT_SEND_RATE=100, CHAT_SEND_BURST=100)
     users = Users(provision(env, 4, "v2out" + uuid.uuid4().hex[:4]), SIGNING_KEY)
-    first = LiveServer(env, [free_port()], tmp_path / "first.log")
-    second = LiveServer(env, [free_port()], tmp_path / "second.log")
-    with first, second:
-        for server in (first, second):
-            wait_for(lambda: ready_with_redis(server), 15, what="readiness with Redis")
+    with two_ready_servers(env, tmp_path) as (first, second):
         yield first, second, users
 
 

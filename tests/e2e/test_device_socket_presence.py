@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.support.chat import provision, ready_with_redis, wait_for
+from tests.support.chat import provision, ready_with_redis, two_ready_servers, wait_for
 from tests.support.device_socket import (
     Users,
     V2Socket,
@@ -16,7 +16,7 @@ from tests.support.device_socket import (
     v2_database,  # noqa: F401  (the fixture)
     v2_url,
 )
-from tests.support.live import LiveServer, free_port, manage, server_env
+from tests.support.live import manage, server_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 
@@ -31,11 +31,7 @@ def pair(tmp_path_factory, v2_database, redis_url):
     env = server_env(state, database_url=v2_database, redis_url=redis_url, JWT_SIGNING_KEY=SIGNING_KEY,
                      **own_redis_prefixes())
     users = Users(provision(env, 12, "v2pres"), SIGNING_KEY)
-    first = LiveServer(env, [free_port()], state / "first.log")
-    second = LiveServer(env, [free_port()], state / "second.log")
-    with first, second:
-        for server in (first, second):
-            wait_for(lambda: ready_with_redis(server), 15, what="readiness with Redis")
+    with two_ready_servers(env, state) as (first, second):
         yield first, second, users
 
 

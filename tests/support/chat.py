@@ -128,9 +128,17 @@ def two_servers(folder, database_url, redis_url, prefix, **extra_env):
     env = server_env(folder, database_url=database_url, redis_url=redis_url, **extra_env)
     manage(env, "migrate", "--noinput")
     users = provision(env, 2, prefix)
+    with two_ready_servers(env, folder) as (first, second):
+        yield env, first, second, users
+
+
+@contextmanager
+def two_ready_servers(env, folder):
+    """Two server processes with this environment (one database, one Redis), both ready
+    with Redis: (first, second); their logs in `folder`."""
     first = LiveServer(env, [free_port()], folder / "first.log")
     second = LiveServer(env, [free_port()], folder / "second.log")
     with first, second:
         for server in (first, second):
             wait_for(lambda: ready_with_redis(server), 15, what="readiness with Redis")
-        yield env, first, second, users
+        yield first, second
