@@ -19,10 +19,12 @@ from habitto_client import (
     ChatHTTP,
     ChatSocket,
     ConnectError,
+    DeviceSocket,
     HandshakeRejected,
     HTTPStatusError,
     SocketClosed,
     Timeout,
+    device_url,
     inbox_url,
     is_error_frame,
     room_url,
@@ -34,6 +36,15 @@ from .targets import PortUnreachable
 UNAUTHENTICATED_CLOSE = 4401
 MIN_TIMEOUT = 0.2  # seconds: the least a check gets when the host's budget is nearly spent
 QUIET_AFTER_ACCEPT = 0.3  # seconds an accepted socket must stay open to count as accepted
+# What a close code before sync.done means for the device socket (docs/protocol.md, WebSockets).
+DEVICE_CLOSE_MEANINGS = {
+    4401: "token not accepted",
+    4403: "not allowed",
+    4404: "no such socket: a server older than /ws/v2/?",
+    4408: "outbox full",
+    4429: "too many sockets for the probe user",
+    1011: "server error opening the socket",
+}
 
 
 class HostContext:
@@ -49,6 +60,7 @@ class HostContext:
         self.failed = {}  # check name -> short reason, for dependent checks
         self.hung = set()  # ports that accepted TCP but did not answer within their timeout
         self._sessions = {}
+        self._unavailable = {}  # probe index -> ProbeUnavailable: a failed login is not retried
         self._http_base = None
         self.memo = {}  # what several checks of this host share (the Compose listing, backends)
 
@@ -83,6 +95,16 @@ class HostContext:
         """The logged-in probe user number `index` (0 or 1); raises ProbeUnavailable."""
         if index in self._sessions:
             return self._sessions[index]
+        if index in self._unavailable:
+            raise self._unavailable[index]
+        try:
+            self._sessions[index] = self._login(index, allow_demo)
+        except ProbeUnavailable as exc:
+            self._unavailable[index] = exc
+            raise
+        return self._sessions[index]
+
+    def _login(self, index, allow_demo):
         users, origin = self.probe_users(allow_demo)
         if len(users) <= index:
             raise ProbeUnavailable(
@@ -109,7 +131,6 @@ class HostContext:
             raise ProbeUnavailable(f"probe login as {user.username!r} timed out: {exc}", Status.CRITICAL) from None
         except ChatError as exc:  # refused, reset, HTTP 5xx: the server is broken, not the config
             raise ProbeUnavailable(f"probe login as {user.username!r} failed: {exc}", Status.CRITICAL) from None
-        self._sessions[index] = session
         return session
 
     def blocked(self, *checks):
@@ -281,6 +302,65 @@ def ws_with_token(ctx):
         sock.close(timeout=min(1.0, timeout))
     # A frame right away is unusual for an idle probe inbox but still means "accepted".
     return ok(check, f"probe inbox socket accepted (and sent {sorted(frame)[:3]}...)", perf)
+
+
+def ws_device(ctx):
+    """ws-device: the probe account's device socket /ws/v2/ sends hello, then sync.done,
+    within the ws timeout (handshake included)."""
+    check = "ws-device"
+    reason = ctx.blocked("port-ws")
+    if reason:
+        return _not_checked(ctx, check, reason)
+    if ctx.cfg.ws_port in ctx.hung:
+        return _not_checked(ctx, check, f"WS port {ctx.cfg.ws_port} does not answer")
+    try:
+        session = ctx.session(0, allow_demo=True)
+    except ProbeUnavailable as exc:
+        return _unavailable(ctx, check, exc)
+    timeout = ctx.timeout("ws")
+    port = ctx.cfg.ws_port
+    started = time.monotonic()
+    try:
+        sock = DeviceSocket.open(device_url(ctx.ws_base(), session.access), timeout=timeout)
+    except Timeout:
+        ctx.hung.add(port)
+        return _record(ctx, critical(check, f"/ws/v2/ handshake on port {port}: no answer within {timeout:g} s"),
+                       f"WS port {port} does not answer")
+    except HandshakeRejected as exc:
+        return _record(ctx, critical(check, f"probe device socket /ws/v2/ refused at handshake with HTTP {exc.status}"))
+    except ChatError as exc:
+        return _record(ctx, critical(check, f"/ws/v2/ handshake on port {port} failed: {exc}"))
+    try:
+        stage = "accepted, but no hello"
+        hello = sock.recv_json(_left(started, timeout))
+        if hello.get("type") != "hello":
+            return _record(ctx, critical(check, f"/ws/v2/ accepted, then sent {hello.get('type')!r} instead of hello"))
+        stage = "hello, but no sync.done"
+        while sock.recv_json(_left(started, timeout)).get("type") != "sync.done":
+            pass  # a new device asks for no replay: nothing is expected before sync.done
+    except Timeout:
+        return _record(ctx, critical(check, f"/ws/v2/ on port {port}: {stage} within {timeout:g} s"))
+    except SocketClosed as exc:
+        if exc.code is None:
+            closed = "closed without a close code"
+        else:
+            closed = f"closed with code {exc.code} ({DEVICE_CLOSE_MEANINGS.get(exc.code) or exc.reason or 'no reason given'})"
+        return _record(ctx, critical(check, f"probe device socket /ws/v2/ refused: {closed} before sync.done"))
+    except ChatError as exc:
+        return _record(ctx, critical(check, f"/ws/v2/ on port {port} failed before sync.done: {exc}"))
+    finally:
+        sock.close(timeout=min(1.0, timeout))
+    elapsed = time.monotonic() - started
+    perf = Perf(_perf(ctx, "ws_device_sync"), ms(elapsed), "ms", None, timeout * 1000, 0)
+    return ok(check, f"probe device socket /ws/v2/ on port {port}: hello and sync.done in {ms(elapsed)} ms", perf)
+
+
+def _left(started, timeout):
+    """Seconds left of `timeout` counted from `started`; Timeout once spent (0 would not block)."""
+    left = started + timeout - time.monotonic()
+    if left <= 0:
+        raise Timeout(f"nothing within {timeout:g} s")
+    return left
 
 
 def ws_without_token(ctx):

@@ -38,7 +38,8 @@ TASKS = {
     # metrics scrapes are taken around the other checks.
     "health": ("every check of the host except the end-to-end probe", [
         backends.start, _ports, _one(checks.liveness, "liveness"), _one(checks.readiness, "readiness"),
-        _one(checks.ws_with_token, "ws-token"), _one(checks.ws_without_token, "ws-no-token"),
+        _one(checks.ws_with_token, "ws-token"), _one(checks.ws_device, "ws-device"),
+        _one(checks.ws_without_token, "ws-no-token"),
         _one(checks.redis_ping, "redis"), docker_checks.compose_services, backends.collect,
     ]),
     "probe": ("a message from one probe user to the other, timed on room and inbox sockets", [

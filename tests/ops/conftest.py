@@ -10,7 +10,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -183,6 +185,43 @@ def silent_port():
     port = SilentPort()
     yield port.port
     port.close()
+
+
+class OlderWSServer:
+    """A WebSocket port that speaks the legacy sockets but not /ws/v2/ as this server does:
+    device="4404" answers it like a server from before /ws/v2/ (UnknownPathConsumer: accepted,
+    then closed with 4404 "no such socket"); device="hello only" sends hello and nothing more.
+    Inbox sockets with a token are accepted and stay open, without one closed with 4401
+    (tokens are not verified). `paths` records every request path."""
+
+    def __init__(self, device="4404"):
+        from websockets.sync.server import serve
+
+        self.device = device
+        self.paths = []
+        self._server = serve(self._handle, "127.0.0.1", 0)
+        self.port = self._server.socket.getsockname()[1]
+
+    def _handle(self, conn):
+        path = conn.request.path
+        self.paths.append(path)
+        if path.startswith("/ws/v2/") and self.device == "4404":
+            conn.close(4404, "no such socket")
+            return
+        if "token" not in urllib.parse.parse_qs(urllib.parse.urlsplit(path).query):
+            conn.close(4401, "no token")
+            return
+        if path.startswith("/ws/v2/"):
+            conn.send(json.dumps({"type": "hello", "user_id": 1, "protocol": "2", "heartbeat": 25}))
+        for _ in conn:  # quiet until the client closes
+            pass
+
+    def __enter__(self):
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
 
 
 @pytest.fixture(scope="session")

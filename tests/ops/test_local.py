@@ -2,11 +2,12 @@
 
 import pytest
 
-from tests.ops.conftest import dead_port, fab, start_server
+from tests.ops.conftest import OlderWSServer, dead_port, fab, start_server
 
 pytestmark = [pytest.mark.e2e]
 
-HEALTH_CHECKS = {"port-ws", "port-http", "liveness", "readiness", "ws-token", "ws-no-token", "redis", "compose"}
+HEALTH_CHECKS = {"port-ws", "port-http", "liveness", "readiness", "ws-token", "ws-device", "ws-no-token", "redis",
+                 "compose"}
 
 
 def test_health_all_ok_lists_every_check(live):
@@ -23,12 +24,17 @@ def test_health_all_ok_lists_every_check(live):
     # No Redis configured and no Compose stack for this server: not applicable, not failed.
     assert not checks["redis"]["applicable"] and not checks["compose"]["applicable"]
     assert "close code 4401" in checks["ws-no-token"]["text"]
+    device = checks["ws-device"]
+    assert "hello and sync.done in" in device["text"], device
+    [synced] = device["perfdata"]
+    assert synced["label"] == "local_ws_device_sync" and synced["uom"] == "ms", synced
+    assert 0 < synced["value"] < synced["crit"] == 3000, synced  # within timeouts.ws
     assert run.json["status"] == "OK" and run.json["code"] == 0
 
     table = fab("health", env=env)
     assert table.code == 0, table
     first, *rows = table.stdout.splitlines()
-    assert first.startswith("CHAT HEALTH OK - all 8 checks OK on 1 host")
+    assert first.startswith("CHAT HEALTH OK - all 9 checks OK on 1 host")
     for name in HEALTH_CHECKS | scraped:
         assert any(row.split()[1:2] == [name] for row in rows), (name, table.stdout)
     assert rows[-1].startswith("| 'local_port_ws_connect'=")
@@ -76,7 +82,8 @@ def test_port_not_listening_is_critical_and_named(live):
     assert checks["port-ws"]["status"] == "CRITICAL"
     assert f"WS port {port} unreachable" in checks["port-ws"]["text"]
     assert "refused" in checks["port-ws"]["text"]
-    assert checks["ws-token"]["status"] == "UNKNOWN" and "not checked" in checks["ws-token"]["text"]
+    for name in ("ws-token", "ws-device"):
+        assert checks[name]["status"] == "UNKNOWN" and "not checked" in checks[name]["text"], checks[name]
     assert checks["liveness"]["status"] == "OK"  # the HTTP port is fine
     assert f"WS port {port}" in run.json["summary"]
 
@@ -103,6 +110,34 @@ def test_silent_port_is_critical_within_its_timeout(live, silent_port):
     assert probe.seconds < 1.5 + 6, f"took {probe.seconds:.1f}s"
 
 
+def test_device_socket_refused_is_critical_naming_the_close_code(live):
+    """A WebSocket port whose server has no /ws/v2/ (as before issue 15: accepted, closed
+    with 4404 "no such socket") while the legacy inbox works: only ws-device is CRITICAL."""
+    _, env = live
+    with OlderWSServer() as older:
+        run = fab("health", "--json", env={**env, "ONCALL_WS_PORT": older.port})
+    assert run.code == 2, run
+    checks = run.checks()
+    assert checks["ws-token"]["status"] == "OK" and checks["ws-no-token"]["status"] == "OK", checks
+    device = checks["ws-device"]
+    assert device["status"] == "CRITICAL", device
+    assert "refused: closed with code 4404 (no such socket" in device["text"], device
+    assert "local ws-device" in run.json["summary"]
+    assert any(path.startswith("/ws/v2/?token=") for path in older.paths), older.paths  # as the app sends it
+
+
+def test_device_socket_without_sync_done_is_critical_within_its_timeout(live):
+    """/ws/v2/ says hello and then nothing: CRITICAL after timeouts.ws, not a hang."""
+    _, env = live
+    with OlderWSServer(device="hello only") as mute:
+        run = fab("health", "--json", env={**env, "ONCALL_WS_PORT": mute.port, "ONCALL_TIMEOUT_WS": 1})
+    assert run.code == 2, run
+    device = run.checks()["ws-device"]
+    assert device["status"] == "CRITICAL", device
+    assert "hello, but no sync.done within 1 s" in device["text"], device
+    assert run.json["hosts"][0]["seconds"] < 8, run
+
+
 def test_wrong_probe_password_is_unknown(live):
     """A wrong probe password is a configuration problem: UNKNOWN (3) with a clear message."""
     _, env = live
@@ -116,7 +151,9 @@ def test_wrong_probe_password_is_unknown(live):
 
     health = fab("health", "--json", env=env)
     assert health.code == 3, health  # everything else fine: UNKNOWN, not CRITICAL
-    assert health.checks()["ws-token"]["status"] == "UNKNOWN"
+    for name in ("ws-token", "ws-device"):
+        assert health.checks()[name]["status"] == "UNKNOWN", health
+        assert "refused (HTTP 401): wrong probe password" in health.checks()[name]["text"]
 
 
 def test_bad_config_is_unknown(live, tmp_path):

@@ -55,14 +55,16 @@ def test_make_health_right_after_make_run_is_ok(dev_server):
     server, env = dev_server
     done, seconds = make_health(env)
     assert done.returncode == 0, done.stdout + done.stderr
-    # ports, liveness, readiness, both handshakes, /metrics of the process on each port
-    assert "CHAT HEALTH OK - all 8 checks OK on 1 host" in done.stdout, done.stdout
+    # ports, liveness, readiness, the three sockets, /metrics of the process on each port
+    assert "CHAT HEALTH OK - all 9 checks OK on 1 host" in done.stdout, done.stdout
     assert seconds < LIMIT, f"took {seconds:.1f}s"
 
     run = fab("health", "--json", env={**env, "ONCALL_DEMO_USERS": "1"})
     assert run.code == 0, run
     token = run.checks()["ws-token"]
     assert token["status"] == "OK" and "accepted" in token["text"], token
+    device = run.checks()["ws-device"]
+    assert device["status"] == "OK" and "sync.done" in device["text"], device
 
     # The demo users are a development convenience: never for the probe (it clears its chat).
     probe = fab("probe", "--json", env={**env, "ONCALL_DEMO_USERS": "1"})
@@ -74,8 +76,9 @@ def test_wrong_demo_password_says_where_it_came_from(dev_server, tmp_path):
     (tmp_path / "demo-credentials.txt").write_text("alice not-the-password\nbob x\n")
     run = fab("health", "--json", env={**env, "STATE_DIR": tmp_path, "ONCALL_DEMO_USERS": "1"})
     assert run.code == 3, run
-    text = run.checks()["ws-token"]["text"]
-    assert f"'alice' (demo user from {tmp_path / 'demo-credentials.txt'}) refused (HTTP 401)" in text, text
+    for name in ("ws-token", "ws-device"):
+        text = run.checks()[name]["text"]
+        assert f"'alice' (demo user from {tmp_path / 'demo-credentials.txt'}) refused (HTTP 401)" in text, text
     assert "not-the-password" not in run.stdout
 
 

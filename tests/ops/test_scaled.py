@@ -68,7 +68,7 @@ def test_make_health_backends_checks_the_proxy_and_each_backend(scaled):
     run = fab("health", "--json", env={**oncall, "ONCALL_BACKENDS": ",".join(addresses(base))})
     assert run.code == 0, run
     checks = run.checks()
-    for check in ("port-ws", "port-http", "liveness", "readiness", "ws-token", "ws-no-token", "redis"):
+    for check in ("port-ws", "port-http", "liveness", "readiness", "ws-token", "ws-device", "ws-no-token", "redis"):
         assert checks[check]["status"] == "OK", checks[check]  # through the proxy
     assert str(oncall["ONCALL_WS_PORT"]) in checks["port-ws"]["text"]
     for address in addresses(base):
@@ -120,7 +120,7 @@ def test_a_stopped_backend_is_critical_by_address_while_the_proxy_works(scaled):
         assert f"backend {stopped} unreachable: connection refused" in checks[f"backend:{stopped}"]["text"]
         assert f"backend:{stopped}" in run.json["summary"]
         assert checks[f"backend:{alive}"]["status"] == "OK" and checks[f"metrics:{alive}"]["status"] == "OK"
-        for check in ("port-ws", "port-http", "liveness", "readiness", "ws-token", "ws-no-token"):
+        for check in ("port-ws", "port-http", "liveness", "readiness", "ws-token", "ws-device", "ws-no-token"):
             assert checks[check]["status"] == "OK", checks[check]  # nginx uses the other backend
         bad = [name for name, r in checks.items() if r["status"] not in ("OK",)]
         assert sorted(bad) == sorted([f"backend:{stopped}", f"metrics:{stopped}"]), bad

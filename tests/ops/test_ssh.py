@@ -24,7 +24,7 @@ def test_health_and_probe_over_ssh(live, sshd):
     run = ssh_fab(sshd, "health", "--json", env=env)
     assert run.code == 0, run
     checks = run.checks(sshd.alias)
-    for name in ("port-ws", "port-http", "liveness", "readiness", "ws-token", "ws-no-token"):
+    for name in ("port-ws", "port-http", "liveness", "readiness", "ws-token", "ws-device", "ws-no-token"):
         assert checks[name]["status"] == "OK", checks[name]
     assert f"on {sshd.alias}" in checks["port-ws"]["text"]
     # Docker is asked over SSH too: N/A (no engine, or no such Compose project), never a failure.
@@ -71,6 +71,7 @@ def test_remote_silent_port_within_timeout(live, sshd, silent_port):
     assert checks["ws-token"]["status"] == "CRITICAL"
     assert "no answer within 1.5 s" in checks["ws-token"]["text"]
     assert checks["ws-no-token"]["status"] == "UNKNOWN"  # the hung port is not tried twice
+    assert checks["ws-device"]["status"] == "UNKNOWN" and "not checked" in checks["ws-device"]["text"]
     assert checks["liveness"]["status"] == "OK"
     # Within the host's budget (timeouts.host, 8 s) plus fab's start-up on a busy machine.
     assert run.json["hosts"][0]["seconds"] <= 8 + 0.3, run
