@@ -306,7 +306,11 @@ def ws_with_token(ctx):
 
 def ws_device(ctx):
     """ws-device: the probe account's device socket /ws/v2/ sends hello, then sync.done,
-    within the ws timeout (handshake included)."""
+    within the ws timeout (handshake included).
+
+    Read here rather than through DeviceSocket.connect, whose timeout applies to each step
+    (three timeouts in all) and whose failures do not say which step failed.
+    """
     check = "ws-device"
     reason = ctx.blocked("port-ws")
     if reason:
@@ -327,32 +331,35 @@ def ws_device(ctx):
         return _record(ctx, critical(check, f"/ws/v2/ handshake on port {port}: no answer within {timeout:g} s"),
                        f"WS port {port} does not answer")
     except HandshakeRejected as exc:
-        return _record(ctx, critical(check, f"probe device socket /ws/v2/ refused at handshake with HTTP {exc.status}"))
+        return _record(ctx, critical(check, f"probe device socket refused at handshake with HTTP {exc.status}"))
     except ChatError as exc:
         return _record(ctx, critical(check, f"/ws/v2/ handshake on port {port} failed: {exc}"))
     try:
         stage = "accepted, but no hello"
         hello = sock.recv_json(_left(started, timeout))
         if hello.get("type") != "hello":
-            return _record(ctx, critical(check, f"/ws/v2/ accepted, then sent {hello.get('type')!r} instead of hello"))
+            return _record(ctx, critical(check, f"/ws/v2/ accepted, then sent {hello.get('type')!r}, not hello"))
         stage = "hello, but no sync.done"
         while sock.recv_json(_left(started, timeout)).get("type") != "sync.done":
             pass  # a new device asks for no replay: nothing is expected before sync.done
+        elapsed = time.monotonic() - started
     except Timeout:
         return _record(ctx, critical(check, f"/ws/v2/ on port {port}: {stage} within {timeout:g} s"))
     except SocketClosed as exc:
-        if exc.code is None:
-            closed = "closed without a close code"
-        else:
-            closed = f"closed with code {exc.code} ({DEVICE_CLOSE_MEANINGS.get(exc.code) or exc.reason or 'no reason given'})"
-        return _record(ctx, critical(check, f"probe device socket /ws/v2/ refused: {closed} before sync.done"))
+        return _record(ctx, critical(check, f"probe device socket refused: {_closed(exc)} before sync.done"))
     except ChatError as exc:
         return _record(ctx, critical(check, f"/ws/v2/ on port {port} failed before sync.done: {exc}"))
     finally:
         sock.close(timeout=min(1.0, timeout))
-    elapsed = time.monotonic() - started
     perf = Perf(_perf(ctx, "ws_device_sync"), ms(elapsed), "ms", None, timeout * 1000, 0)
     return ok(check, f"probe device socket /ws/v2/ on port {port}: hello and sync.done in {ms(elapsed)} ms", perf)
+
+
+def _closed(exc):
+    if exc.code is None:
+        return "closed without a close code"
+    meaning = DEVICE_CLOSE_MEANINGS.get(exc.code) or exc.reason or "no reason given"
+    return f"closed with code {exc.code} ({meaning})"
 
 
 def _left(started, timeout):

@@ -3,13 +3,14 @@
 Table (the default) follows the monitoring-plugins output shape (`fab health` against a
 server on 8000/8001 with no probe account configured; long lines cut at "...")::
 
-    CHAT HEALTH UNKNOWN - 1 of 8 checks not OK on 1 host: local ws-token: needs 1 probe account(s), ...
+    CHAT HEALTH UNKNOWN - 2 of 9 checks not OK on 1 host: local ws-token: needs 1 probe account(s), ...
     HOST   CHECK        STATUS   DETAIL
     local  port-ws      OK       WS port 8000 accepts TCP at 127.0.0.1:8000 (0.4 ms)
     local  port-http    OK       HTTP port 8001 accepts TCP at 127.0.0.1:8001 (0.4 ms)
     local  liveness     OK       GET /healthz: ok in 9.0 ms
     local  readiness    OK       GET /readyz: ready (database 4.5 ms, channel_layer 1.7 ms)
     local  ws-token     UNKNOWN  needs 1 probe account(s), 0 configured (set ONCALL_PROBE_USERS and ...
+    local  ws-device    UNKNOWN  needs 1 probe account(s), 0 configured (set ONCALL_PROBE_USERS and ...
     local  ws-no-token  OK       socket without token refused with close code 4401
     local  redis        OK       Redis at 127.0.0.1:6379: PONG in 0.9 ms
     local  compose      N/A      no container of Compose project 'habitto-chat' here (...)
