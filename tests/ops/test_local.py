@@ -1,8 +1,11 @@
 """On-call checks against real server processes on this machine (`fab <task>` as on call)."""
 
+from pathlib import Path
+
 import pytest
 
 from tests.ops.conftest import OlderWSServer, dead_port, fab, start_server
+from tests.support.live import LiveServer, free_port, server_env
 
 pytestmark = [pytest.mark.e2e]
 
@@ -124,6 +127,23 @@ def test_device_socket_refused_is_critical_naming_the_close_code(live):
     assert "refused: closed with code 4404 (no such socket" in device["text"], device
     assert "local ws-device" in run.json["summary"]
     assert any(path.startswith("/ws/v2/?token=") for path in older.paths), older.paths  # as the app sends it
+
+
+def test_device_socket_token_not_accepted_is_critical(live, tmp_path):
+    """The WS port served by a process with another SECRET_KEY (its own state folder, the
+    same database): the probe token logged in on the HTTP port is refused with 4401."""
+    server, env = live
+    other_env = server_env(tmp_path, database_url=f"sqlite:///{Path(server.env['STATE_DIR']) / 'db.sqlite3'}")
+    other = LiveServer(other_env, [free_port()], tmp_path / "server.log").start()
+    try:
+        run = fab("health", "--json", env={**env, "ONCALL_WS_PORT": other.ports[0]})
+    finally:
+        other.stop()
+    assert run.code == 2, run
+    device = run.checks()["ws-device"]
+    assert device["status"] == "CRITICAL", device
+    assert "refused: closed with code 4401 (token not accepted) before sync.done" in device["text"], device
+    assert run.checks()["ws-token"]["status"] == "CRITICAL"  # the inbox is refused the same way
 
 
 def test_device_socket_without_sync_done_is_critical_within_its_timeout(live):
