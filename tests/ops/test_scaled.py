@@ -65,6 +65,11 @@ def test_make_health_backends_checks_the_proxy_and_each_backend(scaled):
     assert f"ONCALL_BACKENDS=127.0.0.1:{base},127.0.0.1:{base + 1}" in done.stdout  # make's echo
     assert seconds < LIMIT, f"took {seconds:.1f}s"
 
+    # A user request on each backend, so each has a 5xx ratio to show: which backend nginx
+    # (least_conn) gives the checks' own logins depends on how many sockets they opened.
+    user = json.loads(oncall["ONCALL_PROBE_ACCOUNTS_FILE"].read_text())[0]
+    for address in addresses(base):
+        ChatHTTP(f"http://{address}", timeout=10).login(user["username"], user["password"])
     run = fab("health", "--json", env={**oncall, "ONCALL_BACKENDS": ",".join(addresses(base))})
     assert run.code == 0, run
     checks = run.checks()
