@@ -579,3 +579,19 @@ async def test_frames_with_unhashable_type_or_state_are_invalid_frames(ws, pair)
         await socket.receive_json_from(timeout=WS_WAIT)
     for frame in ({"type": []}, {"type": {}}, {"type": "typing", "to": bob.pk, "state": []}):
         assert (await error_of(socket, frame))["code"] == "invalid_frame", frame
+
+
+async def test_sync_and_presence_queries_have_a_budget_per_socket(ws, pair):
+    """Five sync or presence.query frames at once, then one a second: a client looping
+    on them gets rate_limited (with its ref) instead of holding up everyone's queries."""
+    alice, bob, token_a, _, _ = pair
+    socket = await ws(v2(token_a))
+    for _ in range(3):  # hello, sync.done, presence.snapshot
+        await socket.receive_json_from(timeout=WS_WAIT)
+    for _ in range(5):
+        await socket.send_json_to({"type": "presence.query", "users": [bob.pk]})
+        assert (await socket.receive_json_from(timeout=WS_WAIT))["type"] == "presence.snapshot"
+    error = await error_of(socket, {"type": "sync", "after_id": 0, "ref": "loop"})
+    assert (error["code"], error["ref"]) == ("rate_limited", "loop")
+    error = await error_of(socket, {"type": "presence.query", "users": [bob.pk]})
+    assert error["code"] == "rate_limited"

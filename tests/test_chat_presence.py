@@ -443,3 +443,5 @@ def test_record_last_seen_upserts(make_user):
     actions.do_record_last_seen(alice.pk, later)
     assert list(LastSeen.objects.values_list("user_id", "seen_at")) == [(alice.pk, later)]
     assert queries.last_seen_of([alice.pk, alice.pk + 1]) == {alice.pk: later}
+    actions.do_record_last_seen(alice.pk, first)  # an older report (a late sweep) is ignored
+    assert queries.last_seen_of([alice.pk]) == {alice.pk: later}

@@ -378,11 +378,9 @@ def do_mark_notification_read(user_id, notification_id):
 
 
 def do_record_last_seen(user_id, when):
-    """Store when the user's last device socket closed (one upsert). No event: the realtime
-    layer announces presence itself, ephemerally (realtime/presence.py)."""
-    LastSeen.objects.bulk_create(
-        [LastSeen(user_id=user_id, seen_at=when)],
-        update_conflicts=True,
-        unique_fields=["user"],
-        update_fields=["seen_at"],
-    )
+    """Store when the user's last device socket closed; never moves it back (a process
+    sweeping a lapsed connection after Redis returns may report an older moment). No
+    event: the realtime layer announces presence itself (realtime/presence.py)."""
+    with transaction.atomic():
+        if not LastSeen.objects.filter(user_id=user_id, seen_at__lt=when).update(seen_at=when):
+            LastSeen.objects.get_or_create(user_id=user_id, defaults={"seen_at": when})

@@ -1,5 +1,6 @@
 """Per-user send rate limit: a token bucket per user, shared by all their sockets in
-this process (HABITTO_CHAT SEND_RATE_PER_SECOND and SEND_BURST)."""
+this process (HABITTO_CHAT SEND_RATE_PER_SECOND and SEND_BURST); and TokenBucket, one
+socket's own budget for frames that cost database reads."""
 
 import time
 
@@ -29,3 +30,20 @@ def _forget_full_buckets(now, rate, burst):
 
 def reset():
     _buckets.clear()
+
+
+class TokenBucket:
+    """`rate` tokens a second, at most `burst`, starting full; take() spends one."""
+
+    def __init__(self, rate, burst):
+        self.rate, self.burst = rate, burst
+        self._tokens, self._at = float(burst), time.monotonic()
+
+    def take(self):
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True

@@ -25,8 +25,8 @@ from channels.db import database_sync_to_async
 from .. import actions, queries, sends, wire
 from ..conf import chat_setting
 from ..errors import ChatError, InvalidInput
-from ..metrics import RATE_LIMITED_FRAMES
-from ..ratelimit import allow_send
+from ..metrics import RATE_LIMITED, RATE_LIMITED_FRAMES
+from ..ratelimit import TokenBucket, allow_send
 from .batcher import batcher
 from .consumers import SERVER_ERROR, SLOW_CONSUMER, ChatSocket
 from .presence import DevicePresence
@@ -40,6 +40,8 @@ MAX_HELD_EVENTS = 10_000
 MAX_CACHED_CONVERSATIONS = 1000  # `to` -> conversation id, per socket
 # A message created this long before the socket opened is no longer travelling to it live.
 REPLAY_IN_FLIGHT_SECONDS = 60
+READS_PER_SECOND, READS_BURST = 1.0, 5  # sync and presence.query frames of one socket
+RATE_LIMITED_READS = RATE_LIMITED.labels("frame", "device_reads")
 
 _open_conversation = database_sync_to_async(actions.do_open_conversation)
 _edit_message = database_sync_to_async(actions.do_edit_message)
@@ -74,6 +76,7 @@ class DeviceConsumer(ChatSocket):
         self._presence = DevicePresence(self)
         self._replayed_recently = {}  # message id -> monotonic time replayed (see _remember_replayed)
         self._conversations = {}
+        self._read_budget = TokenBucket(READS_PER_SECOND, READS_BURST)
         self._unacked = {}  # client_id -> [sends in flight, their message.created frames]
         await super().connect()
         if not self._registered:
@@ -299,8 +302,16 @@ class DeviceConsumer(ChatSocket):
     async def _handle_ping(self, payload, ref):
         self.push(wire.dumps(wire.device_pong_frame(_now(), sends.device_ping(payload))))
 
+    def _check_read_budget(self):
+        """sync and presence.query read the database for a socket that already has its
+        answer: a client looping on them would hold up every socket's queries."""
+        if not self._read_budget.take():
+            RATE_LIMITED_READS.inc()
+            raise InvalidInput("Too many sync or presence.query frames; slow down.", code="rate_limited")
+
     async def _handle_sync(self, payload, ref):
         request = sends.device_sync(payload)
+        self._check_read_budget()
         if self._sync_task is None:
             self._held, self._sync_requested = [], True
             self._sync_task = asyncio.get_running_loop().create_task(self._sync(request))
@@ -313,6 +324,7 @@ class DeviceConsumer(ChatSocket):
         await self.handle_typing(payload)
 
     async def _handle_presence_query(self, payload, ref):
+        self._check_read_budget()
         await self.handle_presence_query(payload)
 
     _handlers = {
