@@ -126,9 +126,7 @@ class SSHTarget:
             raise PortUnreachable(f"the SSH connection to {self.name} dropped")
         started = time.monotonic()
         try:
-            channel = transport.open_channel(
-                "direct-tcpip", (host, port), (LOOPBACK, 0), timeout=timeout
-            )
+            channel = self._open_direct(transport, host, port, timeout)
         except ChannelException as exc:
             text = exc.text or "connect failed"
             if "refused" in text.lower() or text.lower() == "connect failed":
@@ -141,6 +139,20 @@ class SSHTarget:
         elapsed = time.monotonic() - started
         channel.close()
         return elapsed
+
+    @staticmethod
+    def _open_direct(transport, host, port, timeout):
+        """One direct-tcpip channel. paramiko keeps one refusal reason per transport: with
+        the tunnels' channels opening beside this one, a refusal can come back as a bare
+        "Unable to open channel." without its reason; asking once more gets the reason."""
+        from paramiko import SSHException
+
+        for attempt in (1, 2):
+            try:
+                return transport.open_channel("direct-tcpip", (host, port), (LOOPBACK, 0), timeout=timeout)
+            except SSHException as exc:
+                if attempt == 2 or "unable to open channel" not in str(exc).lower():
+                    raise
 
     def address(self, port, host=LOOPBACK):
         """A local port that forwards to host:port as seen from the SSH host."""
