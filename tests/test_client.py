@@ -35,7 +35,7 @@ from habitto_client import (
     route_name,
     ws_url_for,
 )
-from tests.support.live import free_port
+from tests.support.live import free_port, server_with_users
 
 
 def make_jwt(claims):
@@ -293,16 +293,7 @@ PASSWORD = "Client-test-Passw0rd"
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """A real server (HTTP and WebSocket on two ports) with four provisioned users."""
-    from tests.support.live import LiveServer, manage, server_env
-
-    state = tmp_path_factory.mktemp("client-live")
-    env = server_env(state, ACCESS_LOG="0")
-    manage(env, "migrate", "--noinput")
-    users = json.loads(manage(env, "create_loadtest_users", "--count", "4", "--prefix", "client",
-                              "--password", PASSWORD))
-    server = LiveServer(env, [free_port(), free_port()], state / "server.log")
-    with server:
-        server.users = users
+    with server_with_users(tmp_path_factory.mktemp("client-live"), 4, "client", PASSWORD) as server:
         yield server
 
 

@@ -27,7 +27,7 @@ from habitto_client import (
     v2_sync_frame,
     v2_typing_frame,
 )
-from tests.support.live import free_port
+from tests.support.live import server_with_users
 
 
 def created(message_id, second, sender=1, receiver=2, replay=None):
@@ -197,16 +197,7 @@ PASSWORD = "Client-device-Passw0rd"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    from tests.support.live import LiveServer, manage, server_env
-
-    state = tmp_path_factory.mktemp("client-device-live")
-    env = server_env(state, ACCESS_LOG="0")
-    manage(env, "migrate", "--noinput")
-    users = json.loads(manage(env, "create_loadtest_users", "--count", "2", "--prefix", "dev",
-                              "--password", PASSWORD))
-    server = LiveServer(env, [free_port(), free_port()], state / "server.log")
-    with server:
-        server.users = users
+    with server_with_users(tmp_path_factory.mktemp("client-device-live"), 2, "dev", PASSWORD) as server:
         yield server
 
 

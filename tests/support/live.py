@@ -26,6 +26,18 @@ class LiveServer(ServerProcess):
         return super().start(timeout)
 
 
+def server_with_users(folder, count, prefix, password):
+    """A migrated server on two free ports (WebSocket first, HTTP second, either answers
+    both) with `count` users made by create_loadtest_users in `server.users`; start it
+    with `with`."""
+    env = server_env(folder, ACCESS_LOG="0")
+    manage(env, "migrate", "--noinput")
+    server = LiveServer(env, [free_port(), free_port()], folder / "server.log")
+    server.users = json.loads(manage(env, "create_loadtest_users", "--count", str(count), "--prefix", prefix,
+                                     "--password", password))
+    return server
+
+
 # A traceback runs until the next one (a chained exception) or the next timestamped line.
 _TRACEBACK_BLOCK = re.compile(re.escape(TRACEBACK) + rb".*?(?=" + re.escape(TRACEBACK) + rb"|\n\d{4}-\d\d-\d\d |\Z)", re.S)
 
