@@ -84,4 +84,5 @@ def test_devices_through_redis_outages_get_every_message_once(pair, own_redis):
     (replay, done, live), = device.sessions
     assert created_ids(live) == sent, "live, repaired in order, each once"
     device, _ = run_outage(pair, own_redis, 0.25)
-    assert len(device.sessions) >= 12
+    # Many resumes during the outage (each waits for its sync.done: fewer on a busy machine).
+    assert len(device.sessions) >= 5
