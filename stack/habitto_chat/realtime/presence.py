@@ -45,6 +45,7 @@ from ..conf import chat_setting
 from ..errors import NotFound
 from ..metrics import PRESENCE_REDIS_ERRORS, RATE_LIMITED
 from ..queries import contact_ids, contacts_among, has_conversation, last_seen_of
+from ..ratelimit import TokenBucket
 from .hub import hub
 
 logger = logging.getLogger(__name__)
@@ -393,8 +394,7 @@ class DevicePresence:
         self._opening = None
         self._closed = False
         self._contacts = set()  # people this socket may send typing to (checked)
-        self._typing_tokens = TYPING_RATE
-        self._typing_at = time.monotonic()
+        self._typing_budget = TokenBucket(TYPING_RATE, TYPING_RATE)
         self._snapshots = 0  # snapshots being built for this socket
         self._held = []
 
@@ -458,7 +458,7 @@ class DevicePresence:
         """typing start/stop to someone the caller shares a conversation with; NotFound
         (no_conversation) otherwise, unknown users included."""
         to, state = sends.device_typing(payload)
-        if not self._typing_allowed():
+        if not self._typing_budget.take():
             RATE_LIMITED_TYPING.inc()
             return
         if to not in self._contacts:
@@ -466,12 +466,3 @@ class DevicePresence:
                 raise NotFound("You have no conversation with this user.", code="no_conversation")
             self._contacts.add(to)
         hub.publish_ephemeral([wire.typing_event(self.socket.user_id, to, state)])
-
-    def _typing_allowed(self):
-        now = time.monotonic()
-        self._typing_tokens = min(TYPING_RATE, self._typing_tokens + (now - self._typing_at) * TYPING_RATE)
-        self._typing_at = now
-        if self._typing_tokens < 1:
-            return False
-        self._typing_tokens -= 1
-        return True
